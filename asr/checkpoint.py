@@ -1,0 +1,112 @@
+"""Self-describing checkpoints, written atomically.
+
+A checkpoint holds everything needed to continue or to evaluate without any config file:
+weights, optimizer, schedule progress, RNG states, the resolved config, the vocabulary, the
+W&B run id and provenance (git commit, package versions, a hash of the manifests).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+PACKAGES = ("torch", "torchaudio", "hydra-core", "omegaconf", "jiwer", "wandb", "soundfile")
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary file, fsync, then rename: a crash leaves the old file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
+    """A checkpoint file, or a run directory holding `name`."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / name
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    state = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=False)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint format {state.get('format_version')}")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _git_commit() -> str | None:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+def provenance(manifest_hash: str) -> dict[str, Any]:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "manifest_hash": manifest_hash,
+    }

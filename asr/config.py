@@ -1,0 +1,80 @@
+"""Hydra wiring: register the schemas of `asr.schema` and turn a composed config into them.
+
+Every YAML in `conf/<group>/` starts from its schema `base_<group>`, so a typo'd key or a wrong
+type is refused by Hydra before any work. Value checks run when the DictConfig becomes the
+plain dataclasses (`to_train_config`), and checks that span groups in `check_cross_fields`;
+both raise `ConfigError` with one line that names the key.
+
+Only this module and the entry points import Hydra; everything else takes the dataclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from asr.schema import (
+    AugmentConfig,
+    ConfigError,
+    DataConfig,
+    EvaluateConfig,
+    LoggerConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    TrainerConfig,
+)
+
+GROUPS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "augment": AugmentConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
+}
+
+
+def register_configs() -> None:
+    """Register `base_train`, `base_evaluate` and one `base_<group>` schema per group."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_train", node=TrainConfig)
+    cs.store(name="base_evaluate", node=EvaluateConfig)
+    for group, schema in GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=schema)
+
+
+def _to_object(node: Any, prefix: str) -> Any:
+    try:
+        return OmegaConf.to_object(node)
+    except ValueError as e:  # raised by a schema's __post_init__, already one line
+        raise ConfigError(f"{prefix}.{e}") from None
+
+
+def to_train_config(cfg: DictConfig) -> TrainConfig:
+    """Resolve and check a composed config; raise ConfigError naming the culprit key."""
+    groups = {group: _to_object(cfg[group], group) for group in GROUPS}
+    train_cfg = TrainConfig(**groups, seed=int(cfg.seed))
+    check_cross_fields(train_cfg)
+    return train_cfg
+
+
+def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
+    logger = _to_object(cfg.logger, "logger")
+    fields = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "logger"}
+    try:
+        return EvaluateConfig(**fields, logger=logger)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_cross_fields(cfg: TrainConfig) -> None:
+    """Checks that involve more than one group."""
+    if cfg.model.n_feats != cfg.data.n_mels:
+        raise ConfigError(
+            f"model.n_feats ({cfg.model.n_feats}) must equal data.n_mels ({cfg.data.n_mels})"
+        )
+    if cfg.trainer.precision == "bf16" and cfg.trainer.device == "cpu":
+        raise ConfigError("trainer.precision=bf16 is for CUDA; on CPU it is slower than fp32")

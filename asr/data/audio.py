@@ -1,0 +1,34 @@
+"""Audio in: soundfile reads it (torchaudio.load needs torchcodec), then mono at one rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class AudioError(Exception):
+    """An utterance whose audio cannot be used: `reason` is a short key for skip counts."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Read a file as float32 mono at `sample_rate` -> (N,). Raises AudioError."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except Exception as e:  # soundfile raises several types for broken files
+        raise AudioError("unreadable_audio", f"unreadable audio {path}: {e}") from None
+    if data.shape[0] == 0:
+        raise AudioError("empty_audio", f"empty audio {path}")
+    if not np.isfinite(data).all():
+        raise AudioError("nonfinite_audio", f"non-finite samples in {path}")
+    wave = torch.from_numpy(data.mean(axis=1))  # mixdown: mean over channels
+    if sr != sample_rate:
+        wave = AF.resample(wave, sr, sample_rate)
+    return wave

@@ -1,0 +1,212 @@
+"""Utterances, the filters that drop them (always with a reason), and batches.
+
+Data flow: manifest entries -> `prepare_utterances` (normalize text, drop what cannot train,
+count why) -> `SpeechDataset` (audio -> log-mel [-> SpecAugment], in DataLoader workers) ->
+`BucketBatchSampler` (similar durations share a batch) -> `collate` (pad; lengths travel with
+tensors). An utterance whose audio turns out unreadable at load time is skipped and reported
+in its batch, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.data.audio import AudioError, load_audio
+from asr.data.manifest import Entry
+from asr.features import LogMel, SpecAugment
+from asr.text import Vocabulary, normalize
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    audio_path: Path
+    text: str  # normalized: only vocabulary characters and single spaces
+    labels: tuple[int, ...]
+    duration: float
+
+
+@dataclass
+class SkipReport:
+    """Why utterances were dropped: counts by reason plus the first few examples of each."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    dropped_chars: Counter[str] = field(default_factory=Counter)  # outside the alphabet
+
+    def add(self, reason: str, utt_id: str, max_examples: int = 5) -> None:
+        self.counts[reason] += 1
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < max_examples:
+            examples.append(utt_id)
+
+    def summary(self) -> str:
+        parts = [f"{n} {reason}" for reason, n in sorted(self.counts.items())]
+        return ", ".join(parts) if parts else "none"
+
+
+def min_ctc_frames(labels: Sequence[int]) -> int:
+    """CTC needs one frame per label plus a blank between each pair of repeated labels."""
+    repeats = sum(1 for a, b in pairwise(labels) if a == b)
+    return len(labels) + repeats
+
+
+def prepare_utterances(
+    entries: Sequence[Entry],
+    vocab: Vocabulary,
+    language: str,
+    max_duration: float,
+    output_frames: Callable[[float], int],
+    report: SkipReport,
+) -> list[Utterance]:
+    """Keep the entries that can train; every one dropped is counted in `report` by reason.
+
+    `output_frames(duration)` is the number of CTC frames the model emits for that duration.
+    """
+    utts: list[Utterance] = []
+    for e in entries:
+        norm = normalize(e.text, language, vocab)
+        report.dropped_chars.update(norm.dropped)
+        if not norm.text:
+            report.add("empty_text", e.utt_id)
+        elif e.duration > max_duration:
+            report.add("too_long_duration", e.utt_id)
+        elif not e.audio_path.is_file():
+            report.add("missing_file", e.utt_id)
+        else:
+            labels = tuple(vocab.encode(norm.text))
+            if output_frames(e.duration) < min_ctc_frames(labels):
+                report.add("too_long_for_ctc", e.utt_id)
+            else:
+                utts.append(Utterance(e.utt_id, e.audio_path, norm.text, labels, e.duration))
+    return utts
+
+
+@dataclass
+class Item:
+    index: int
+    feats: torch.Tensor | None  # (F, T); None when the audio was unusable
+    skip_reason: str | None = None
+
+
+class SpeechDataset(Dataset):
+    """Audio -> normalized log-mel (F, T), with SpecAugment when `augment` is given."""
+
+    def __init__(self, utts: Sequence[Utterance], logmel: LogMel, augment: SpecAugment | None):
+        self.utts = list(utts)
+        self.logmel = logmel
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, index: int) -> Item:
+        utt = self.utts[index]
+        try:
+            wave = load_audio(utt.audio_path, self.logmel.sample_rate)
+        except AudioError as e:
+            return Item(index, None, e.reason)
+        with torch.no_grad():
+            feats = self.logmel(wave)  # (F, T)
+            if self.augment is not None:
+                feats = self.augment(feats)
+        return Item(index, feats)
+
+
+@dataclass
+class Batch:
+    feats: torch.Tensor  # (B, F, T) zero-padded
+    feat_lens: torch.Tensor  # (B,)
+    targets: torch.Tensor  # (B, S) padded with 0
+    target_lens: torch.Tensor  # (B,)
+    utts: list[Utterance]
+    skipped: list[tuple[str, str]]  # (utt_id, reason) for items dropped at load time
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(u.duration for u in self.utts)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+
+class Collate:
+    """Pads a list of Items into a Batch (picklable, so DataLoader workers can run it)."""
+
+    def __init__(self, utts: Sequence[Utterance]):
+        self.utts = list(utts)
+
+    def __call__(self, items: list[Item]) -> Batch:
+        good = [it for it in items if it.feats is not None]
+        skipped = [
+            (self.utts[it.index].utt_id, it.skip_reason or "") for it in items if it.feats is None
+        ]
+        utts = [self.utts[it.index] for it in good]
+        n_feats = good[0].feats.shape[0] if good else 0
+        max_t = max((it.feats.shape[1] for it in good), default=0)
+        max_s = max((len(u.labels) for u in utts), default=0)
+        feats = torch.zeros(len(good), n_feats, max_t)
+        targets = torch.zeros(len(good), max_s, dtype=torch.long)
+        for i, (it, u) in enumerate(zip(good, utts, strict=True)):
+            feats[i, :, : it.feats.shape[1]] = it.feats
+            targets[i, : len(u.labels)] = torch.tensor(u.labels)
+        feat_lens = torch.tensor([it.feats.shape[1] for it in good], dtype=torch.long)
+        target_lens = torch.tensor([len(u.labels) for u in utts], dtype=torch.long)
+        return Batch(feats, feat_lens, targets, target_lens, utts, skipped)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of `batch_size` utterances drawn from duration buckets.
+
+    Utterances are sorted by duration and cut into `num_buckets` equal-count buckets; each
+    epoch shuffles within buckets, chunks them into batches, and shuffles the batches. So a
+    batch pads little, yet the order differs every epoch. The order is a pure function of
+    (seed, epoch), which lets a resumed run skip exactly the batches it already trained on.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_size: int,
+        num_buckets: int = 10,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        order = np.argsort(np.asarray(durations, dtype=np.float64), kind="stable")
+        n_buckets = max(1, min(num_buckets, len(order) // max(batch_size, 1) or 1))
+        self.buckets = [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
+        self.epoch = 0
+        self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        out: list[list[int]] = []
+        for bucket in self.buckets:
+            idx = list(rng.permutation(bucket)) if self.shuffle else list(bucket)
+            out += [
+                [int(i) for i in idx[j : j + self.batch_size]]
+                for j in range(0, len(idx), self.batch_size)
+            ]
+        if self.shuffle:
+            out = [out[i] for i in rng.permutation(len(out))]
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.start :]
+
+    def __len__(self) -> int:
+        return sum(-(-len(b) // self.batch_size) for b in self.buckets) - self.start

@@ -1,0 +1,118 @@
+"""From a data config to DataLoaders of bucketed, padded batches, with every drop counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from asr.data.corpus import resolve_manifests
+from asr.data.dataset import (
+    BucketBatchSampler,
+    Collate,
+    SkipReport,
+    SpeechDataset,
+    Utterance,
+    prepare_utterances,
+)
+from asr.data.manifest import read_manifest
+from asr.features import LogMel, SpecAugment
+from asr.schema import AugmentConfig, ConfigError, DataConfig
+from asr.text import Vocabulary
+
+
+def make_logmel(d: DataConfig) -> LogMel:
+    return LogMel(d.sample_rate, d.n_mels, d.n_fft, d.win_length, d.hop_length)
+
+
+def make_augment(a: AugmentConfig) -> SpecAugment | None:
+    if not a.enabled:
+        return None
+    return SpecAugment(a.freq_masks, a.freq_width, a.time_masks, a.time_width, a.time_width_ratio)
+
+
+def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch.Tensor]):
+    """duration (s) -> CTC frames the model emits for it, computed without loading audio."""
+
+    def frames(duration: float) -> int:
+        n = torch.tensor([logmel.num_frames(round(duration * logmel.sample_rate))])
+        return int(output_lengths(n)[0])
+
+    return frames
+
+
+def load_split(
+    manifest: Path,
+    vocab: Vocabulary,
+    language: str,
+    max_duration: float,
+    output_frames: Callable[[float], int],
+    report: SkipReport,
+) -> list[Utterance]:
+    entries = read_manifest(manifest)
+    return prepare_utterances(entries, vocab, language, max_duration, output_frames, report)
+
+
+@dataclass
+class Splits:
+    manifests: dict[str, Path]
+    utts: dict[str, list[Utterance]]
+    report: SkipReport
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.utts.items())
+        return f"{sizes} utterances; skipped: {self.report.summary()}"
+
+
+def load_splits(
+    d: DataConfig,
+    vocab: Vocabulary,
+    output_frames: Callable[[float], int],
+    log: Callable[[str], None] = print,
+) -> Splits:
+    """Resolve (or build) the manifests and keep what can train; refuse an unusable set-up."""
+    given = {"train": d.train_manifest, "dev": d.dev_manifest, "test": d.test_manifest}
+    manifests = resolve_manifests(d.corpus, d.cache_dir, d.synth, given, log=log)
+    report = SkipReport()
+    utts = {
+        split: load_split(path, vocab, d.language, d.max_duration, output_frames, report)
+        for split, path in manifests.items()
+    }
+    n_train = len(utts.get("train", []))
+    if n_train == 0:
+        where = manifests.get("train")
+        raise ConfigError(f"no usable training utterances in {where} (skipped: {report.summary()})")
+    if d.batch_size > n_train:
+        raise ConfigError(f"data.batch_size ({d.batch_size}) > training utterances ({n_train})")
+    return Splits(manifests, utts, report)
+
+
+def _worker_init(_: int) -> None:
+    # Feature extraction is light; one thread per worker keeps the cores for the model.
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    utts: list[Utterance],
+    logmel: LogMel,
+    augment: SpecAugment | None,
+    batch_size: int,
+    num_buckets: int,
+    seed: int,
+    shuffle: bool,
+    num_workers: int,
+) -> tuple[DataLoader, BucketBatchSampler]:
+    durations = [u.duration for u in utts]
+    sampler = BucketBatchSampler(durations, batch_size, num_buckets, seed=seed, shuffle=shuffle)
+    loader = DataLoader(
+        SpeechDataset(utts, logmel, augment),
+        batch_sampler=sampler,
+        collate_fn=Collate(utts),
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    return loader, sampler

@@ -1,0 +1,86 @@
+"""Run a model over a loader: greedy transcripts, loss, and how long it took."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from asr.data.dataset import Batch, Utterance
+from asr.decode import greedy_decode
+from asr.metrics import cer, wer
+from asr.text import Vocabulary
+
+
+@dataclass
+class Transcripts:
+    utts: list[Utterance] = field(default_factory=list)
+    hypotheses: list[str] = field(default_factory=list)
+    loss_sum: float = 0.0
+    audio_seconds: float = 0.0
+    seconds: float = 0.0  # wall time: audio loading, features, model and decoding
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def references(self) -> list[str]:
+        return [u.text for u in self.utts]
+
+    @property
+    def cer(self) -> float:
+        return cer(self.references, self.hypotheses)
+
+    @property
+    def wer(self) -> float:
+        return wer(self.references, self.hypotheses)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(len(self.utts), 1)
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: seconds of compute per second of audio (lower is faster)."""
+        return self.seconds / max(self.audio_seconds, 1e-9)
+
+
+def ctc_loss(log_probs, out_lens, batch: Batch, blank: int, reduction: str = "mean"):
+    """CTC on (B, T, C) log-probs; `zero_infinity` so an impossible alignment cannot poison."""
+    return F.ctc_loss(
+        log_probs.transpose(0, 1).float(),  # (T, B, C), as ctc_loss wants
+        batch.targets,
+        out_lens,
+        batch.target_lens,
+        blank=blank,
+        reduction=reduction,
+        zero_infinity=True,
+    )
+
+
+@torch.no_grad()
+def transcribe(
+    model: torch.nn.Module, loader: DataLoader, vocab: Vocabulary, device: torch.device
+) -> Transcripts:
+    model.eval()
+    out = Transcripts()
+    start = time.perf_counter()
+    for batch in loader:
+        out.skipped += batch.skipped
+        if len(batch) == 0:
+            continue
+        feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)
+        log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
+        losses = ctc_loss(log_probs, out_lens, _to(batch, device), vocab.blank, reduction="none")
+        out.loss_sum += float((losses / batch.target_lens.clamp(min=1)).sum())  # as "mean" does
+        out.hypotheses += greedy_decode(log_probs, out_lens, vocab)
+        out.utts += batch.utts
+        out.audio_seconds += batch.audio_seconds
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    batch.targets, batch.target_lens = batch.targets.to(device), batch.target_lens.to(device)
+    return batch

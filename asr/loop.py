@@ -1,0 +1,371 @@
+"""`train(cfg, run_dir) -> best dev CER`: the whole training run, top-down.
+
+data (manifests -> utterances -> bucketed batches)  ->  model  ->  optimizer
+[resume from last.pt | init_from weights]
+loop: step (CTC, skip non-finite, clip, lr_at(progress)) -> log -> dev eval -> checkpoint
+end: best.pt on test -> summary.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from asr import checkpoint
+from asr.data.dataset import SkipReport
+from asr.data.loader import ctc_frames_fn, load_splits, make_augment, make_loader, make_logmel
+from asr.data.manifest import manifest_digest
+from asr.inference import Transcripts, ctc_loss, transcribe
+from asr.model import DeepSpeech2, num_params
+from asr.optim import build_optimizer, lr_at, progress, set_lr
+from asr.schema import ConfigError, TrainConfig
+from asr.text import Vocabulary
+from asr.tracking import Tracker
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+@dataclass
+class Counters:
+    """Where training stands; saved in every checkpoint, so a resume continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of the current epoch already trained on
+    train_seconds: float = 0.0  # time spent in training steps, data loading included
+    train_audio_seconds: float = 0.0
+    best_dev_cer: float = math.inf
+    best_dev_wer: float = math.inf
+    nonfinite_steps: int = 0
+    last_eval_step: int = -1
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+class StopFlag:
+    """SIGTERM (what schedulers send) or Ctrl-C ask the loop to save and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))  # a second one is final
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = None) -> float:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wall_start = time.time()
+    device = pick_device(cfg.trainer.device)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    torch.manual_seed(cfg.seed)
+
+    # ---- resume state: this run dir's last.pt wins, then trainer.resume ----
+    resume_from = run_dir / "last.pt" if (run_dir / "last.pt").is_file() else None
+    if resume_from is None and cfg.trainer.resume:
+        resume_from = checkpoint.resolve_checkpoint(cfg.trainer.resume, "last.pt")
+    state = checkpoint.load(resume_from) if resume_from else None
+
+    # ---- data ----
+    vocab = Vocabulary()
+    if cfg.model.n_class != vocab.n_class:
+        raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {vocab.n_class}")
+    d = cfg.data
+    model = DeepSpeech2(cfg.model)
+    logmel = make_logmel(d)
+    data = load_splits(d, vocab, ctc_frames_fn(logmel, model.output_lengths))
+    report = data.report
+    print(f"data: {data.describe()}")
+    if report.dropped_chars:
+        print(f"data: dropped characters outside the alphabet: {dict(report.dropped_chars)}")
+    train_loader, train_sampler = make_loader(
+        data.utts["train"],
+        logmel,
+        make_augment(cfg.augment),
+        d.batch_size,
+        d.num_buckets,
+        cfg.seed,
+        True,
+        d.num_workers,
+    )
+    eval_loaders = {
+        split: make_loader(
+            utts, logmel, None, d.batch_size, d.num_buckets, cfg.seed, False, d.num_workers
+        )[0]
+        for split, utts in data.utts.items()
+        if split != "train" and utts
+    }
+
+    # ---- model and optimizer (fresh, resumed, or initialised from another run) ----
+    model.to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    counters = Counters()
+    run_id = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters = Counters(**state["counters"])
+        checkpoint.set_rng_state(state["rng"])
+        run_id = state.get("wandb_run_id")
+        print(f"resumed from {resume_from} at step {counters.step}, epoch {counters.epoch}")
+    elif cfg.trainer.init_from:
+        init = checkpoint.load(checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best.pt"))
+        try:
+            model.load_state_dict(init["model"])
+        except RuntimeError as e:
+            raise ConfigError(
+                f"trainer.init_from: weights do not fit this model ({str(e).splitlines()[0]})"
+            ) from None
+        print(f"initialised weights from {cfg.trainer.init_from}")
+    n_params = num_params(model)
+    config_dict = dataclasses.asdict(cfg)
+    meta = {
+        "config": config_dict,
+        "overrides": list(overrides or []),
+        "vocab": vocab.to_dict(),
+        "provenance": checkpoint.provenance(manifest_digest(list(data.manifests.values()))),
+        "manifests": {k: str(v) for k, v in data.manifests.items()},
+    }
+    t = cfg.trainer
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if t.precision == "bf16" else nullcontext()
+    )
+
+    def save(name: str) -> None:
+        state = {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": {"schedule": cfg.optim.schedule, "progress": run_progress()},
+            "counters": dataclasses.asdict(counters),
+            "rng": checkpoint.rng_state(),
+            "wandb_run_id": tracker.run_id,
+            "n_params": n_params,
+            **meta,
+        }
+        checkpoint.save_atomic(state, run_dir / name)
+
+    session_start = time.perf_counter()
+    trained_before = counters.train_seconds
+
+    def run_progress() -> float:
+        n_batches = len(train_sampler.batches(counters.epoch))
+        epochs = counters.epoch + counters.batch_in_epoch / max(n_batches, 1)
+        minutes = (trained_before + time.perf_counter() - session_start) / 60
+        return progress(counters.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
+
+    def evaluate_dev() -> Transcripts | None:
+        if "dev" not in eval_loaders:
+            return None
+        dev = transcribe(model, eval_loaders["dev"], vocab, device)
+        counters.last_eval_step = counters.step
+        metrics = {
+            "dev/cer": dev.cer,
+            "dev/wer": dev.wer,
+            "dev/loss": dev.loss,
+            "epoch": counters.epoch,
+        }
+        tracker.log(metrics, step=counters.step)
+        rows = [[u.utt_id, u.text, h] for u, h in zip(dev.utts, dev.hypotheses, strict=True)]
+        tracker.log_table(
+            "dev/samples",
+            ["id", "reference", "hypothesis"],
+            rows[: t.n_samples_logged],
+            counters.step,
+        )
+        improved = dev.cer < counters.best_dev_cer
+        if improved:
+            counters.best_dev_cer, counters.best_dev_wer = dev.cer, dev.wer
+        tqdm.write(
+            f"step {counters.step} epoch {counters.epoch}: dev CER {dev.cer:.4f} WER {dev.wer:.4f} "
+            f"loss {dev.loss:.3f}{' (best)' if improved else ''}"
+            f" | ref: {rows[0][1]!r} hyp: {rows[0][2]!r}"
+        )
+        tracker.update_summary(
+            best_dev_cer=counters.best_dev_cer, best_dev_wer=counters.best_dev_wer
+        )
+        if improved:
+            save("best.pt")
+        save("last.pt")
+        return dev
+
+    with Tracker(
+        run_dir, cfg.logger, {**config_dict, "overrides": meta["overrides"]}, run_id
+    ) as tracker:
+        tracker.update_summary(
+            status="running",
+            n_params=n_params,
+            overrides=meta["overrides"],
+            run_dir=str(run_dir),
+            device=str(device),
+            train_utterances=len(data.utts["train"]),
+            skipped=dict(report.counts),
+            dropped_chars=dict(report.dropped_chars),
+        )
+        tracker.log({"n_params": n_params}, step=counters.step)
+        print(f"model: {n_params:,} parameters on {device}; run dir {run_dir}")
+
+        # ---- the loop ----
+        window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, time.perf_counter()
+        consecutive_nonfinite = 0
+        done = run_progress() >= 1.0
+        with StopFlag() as stop:
+            while not done:
+                train_sampler.set_epoch(counters.epoch, counters.batch_in_epoch)
+                bar = tqdm(
+                    train_loader, desc=f"epoch {counters.epoch}", leave=False, dynamic_ncols=True
+                )
+                step_start = time.perf_counter()
+                for batch in bar:
+                    counters.batch_in_epoch += 1
+                    for utt_id, reason in batch.skipped:
+                        report.add(reason, utt_id)
+                    if len(batch) == 0:
+                        continue
+                    model.train()
+                    lr = lr_at(run_progress(), cfg.optim)
+                    set_lr(optimizer, lr)
+                    feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)
+                    batch.targets, batch.target_lens = (
+                        batch.targets.to(device),
+                        batch.target_lens.to(device),
+                    )
+                    with autocast:
+                        log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
+                    loss = ctc_loss(log_probs, out_lens, batch, vocab.blank)
+                    optimizer.zero_grad(set_to_none=True)
+                    finite = bool(torch.isfinite(loss))
+                    if finite:
+                        loss.backward()
+                        grad_norm = torch.nn.utils.clip_grad_norm_(
+                            model.parameters(), t.grad_clip or math.inf
+                        )
+                        finite = bool(torch.isfinite(grad_norm))
+                    if finite:  # a non-finite step leaves weights and optimizer state untouched
+                        optimizer.step()
+                        consecutive_nonfinite = 0
+                        window_loss += float(loss.detach())
+                        window_n += 1
+                    else:
+                        optimizer.zero_grad(set_to_none=True)
+                        counters.nonfinite_steps += 1
+                        consecutive_nonfinite += 1
+                        if consecutive_nonfinite >= t.max_nonfinite_steps:
+                            raise NonFiniteError(
+                                f"{consecutive_nonfinite} consecutive steps had a non-finite "
+                                "loss or gradient"
+                            )
+                    counters.step += 1
+                    now = time.perf_counter()
+                    counters.train_seconds += now - step_start
+                    counters.train_audio_seconds += batch.audio_seconds
+                    window_audio += batch.audio_seconds
+                    if counters.step % t.log_every_steps == 0 and window_n:
+                        speed = window_audio / max(now - window_start, 1e-9)
+                        avg = window_loss / window_n
+                        tracker.log(
+                            {
+                                "train/loss": avg,
+                                "train/lr": lr,
+                                "train/audio_seconds_per_second": speed,
+                                "train/grad_norm": float(grad_norm),
+                                "epoch": counters.epoch,
+                            },
+                            step=counters.step,
+                        )
+                        bar.set_postfix(
+                            loss=f"{avg:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}"
+                        )
+                        window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, now
+                    done = run_progress() >= 1.0 or stop.signal is not None
+                    if not done and t.eval_every_steps and counters.step % t.eval_every_steps == 0:
+                        evaluate_dev()
+                        window_start = time.perf_counter()  # eval time is not training time
+                    if done:
+                        break
+                    step_start = time.perf_counter()
+                else:  # the epoch ran to its end
+                    counters.epoch += 1
+                    counters.batch_in_epoch = 0
+                    done = run_progress() >= 1.0 or stop.signal is not None
+                    if counters.last_eval_step != counters.step:
+                        evaluate_dev()
+                    window_start = time.perf_counter()
+                bar.close()
+            if stop.signal is not None:
+                save("last.pt")
+                tracker.update_summary(**_summary(counters, report, wall_start), signal=stop.signal)
+                tracker.finish(
+                    "interrupted", error=f"stopped by {stop.signal}; resume with the same run dir"
+                )
+                print(f"stopped by {stop.signal}: saved {run_dir / 'last.pt'}")
+                return counters.best_dev_cer
+
+        # ---- the end: dev once more if needed, then the best weights on test ----
+        if counters.last_eval_step != counters.step:
+            evaluate_dev()
+        elif not (run_dir / "last.pt").is_file():
+            save("last.pt")
+        if (run_dir / "best.pt").is_file():
+            model.load_state_dict(checkpoint.load(run_dir / "best.pt")["model"])
+        final = _summary(counters, report, wall_start)
+        if "test" in eval_loaders:
+            test = transcribe(model, eval_loaders["test"], vocab, device)
+            final.update(test_cer=test.cer, test_wer=test.wer, test_rtf=test.rtf)
+            tracker.log({"test/cer": test.cer, "test/wer": test.wer}, step=counters.step)
+            print(
+                f"test: CER {test.cer:.4f} WER {test.wer:.4f} "
+                f"on {len(test.utts)} utterances (best.pt)"
+            )
+        tracker.update_summary(**final)
+        tracker.finish("ok")
+        print(
+            f"done: best dev CER {counters.best_dev_cer:.4f}; summary in {run_dir / 'summary.json'}"
+        )
+    return counters.best_dev_cer
+
+
+def _summary(c: Counters, report: SkipReport, wall_start: float) -> dict[str, Any]:
+    return {
+        "best_dev_cer": c.best_dev_cer if math.isfinite(c.best_dev_cer) else None,
+        "best_dev_wer": c.best_dev_wer if math.isfinite(c.best_dev_wer) else None,
+        "step": c.step,
+        "epoch": c.epoch,
+        "train_audio_seconds": c.train_audio_seconds,
+        "train_seconds": c.train_seconds,
+        "train_audio_seconds_per_second": c.train_audio_seconds / max(c.train_seconds, 1e-9),
+        "wall_seconds": time.time() - wall_start,
+        "skipped": dict(report.counts),
+        "nonfinite_steps": c.nonfinite_steps,
+    }

@@ -1,0 +1,223 @@
+"""Config schemas as plain dataclasses: one per Hydra group, plus the run-level ones.
+
+No Hydra here: library code imports these, and `asr.config` registers them with Hydra's
+ConfigStore. Value checks live in each `__post_init__` and raise a one-line ValueError naming
+the field; `asr.config` prefixes the group so the user sees the full key (`model.n_cnn ...`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asr.data.synth import SynthSpec
+from asr.model import ModelConfig
+from asr.text import LANGUAGES
+from asr.tracking import LoggerConfig
+
+__all__ = [
+    "AugmentConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvaluateConfig",
+    "LoggerConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SynthSpec",
+    "TrainConfig",
+    "TrainerConfig",
+]
+
+
+class ConfigError(ValueError):
+    """An impossible configuration value; the message names the key."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "synth_es"  # synth_es | manifest
+    language: str = "es"
+    train_manifest: str | None = None
+    dev_manifest: str | None = None
+    test_manifest: str | None = None
+    # Where generated corpora live: outside any run directory, shared by all runs and sweeps.
+    cache_dir: str = "~/.cache/asr-sweep"
+    synth: SynthSpec = field(default_factory=SynthSpec)
+    sample_rate: int = 16000
+    n_mels: int = 128
+    n_fft: int = 1024  # zero-padded 25 ms window; 400 or 512 leave low mel filters empty
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160
+    batch_size: int = 16  # utterances per batch, as in the seed; what sweeps vary
+    num_buckets: int = 10  # duration buckets: similar lengths share a batch
+    max_duration: float = 20.0  # seconds; longer utterances are dropped (and counted)
+    num_workers: int = 1
+
+    def __post_init__(self) -> None:
+        _check(
+            self.corpus in ("synth_es", "manifest"),
+            f"corpus must be synth_es|manifest (got {self.corpus!r})",
+        )
+        _check(
+            self.language in LANGUAGES,
+            f"language must be one of {'|'.join(LANGUAGES)} (got {self.language!r})",
+        )
+        _check(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _check(self.num_buckets >= 1, f"num_buckets must be >= 1 (got {self.num_buckets})")
+        _check(self.sample_rate >= 1000, f"sample_rate must be >= 1000 (got {self.sample_rate})")
+        _check(self.n_mels >= 1, f"n_mels must be >= 1 (got {self.n_mels})")
+        _check(self.hop_length >= 1, f"hop_length must be >= 1 (got {self.hop_length})")
+        _check(self.n_fft >= self.win_length, f"n_fft must be >= win_length (got {self.n_fft})")
+        _check(
+            self.win_length >= self.hop_length,
+            f"win_length must be >= hop_length (got {self.win_length})",
+        )
+        _check(self.max_duration > 0, f"max_duration must be > 0 (got {self.max_duration})")
+        _check(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
+        _check(
+            self.synth.train_hours > 0,
+            f"synth.train_hours must be > 0 (got {self.synth.train_hours})",
+        )
+        if self.corpus == "manifest":
+            for split in ("train", "dev"):
+                value = getattr(self, f"{split}_manifest")
+                _check(bool(value), f"{split}_manifest must be set when corpus=manifest")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 5e-4  # the peak learning rate
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # sgd only
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    pct_start: float = 0.3  # onecycle: fraction of the run spent warming up
+    div_factor: float = 25.0  # onecycle: start lr = lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
+    warmup: float = 0.05  # cosine: fraction of the run spent warming up linearly
+    min_lr_ratio: float = 0.01  # cosine: final lr = lr * min_lr_ratio
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("adamw", "sgd"), f"name must be adamw|sgd (got {self.name!r})")
+        _check(
+            self.schedule in ("onecycle", "cosine", "constant"),
+            f"schedule must be onecycle|cosine|constant (got {self.schedule!r})",
+        )
+        _check(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        _check(0 < self.pct_start < 1, f"pct_start must be in (0, 1) (got {self.pct_start})")
+        _check(0 <= self.warmup < 1, f"warmup must be in [0, 1) (got {self.warmup})")
+        _check(self.div_factor >= 1, f"div_factor must be >= 1 (got {self.div_factor})")
+
+
+@dataclass
+class AugmentConfig:
+    name: str = "specaugment"  # specaugment | none
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width: int = 35
+    time_width_ratio: float = 0.1  # a time mask never covers more than this share of frames
+
+    def __post_init__(self) -> None:
+        for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            _check(getattr(self, key) >= 0, f"{key} must be >= 0 (got {getattr(self, key)})")
+        _check(
+            0 <= self.time_width_ratio <= 1,
+            f"time_width_ratio must be in [0, 1] (got {self.time_width_ratio})",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.name != "none" and (self.freq_masks > 0 or self.time_masks > 0)
+
+
+@dataclass
+class TrainerConfig:
+    # Budgets: training stops at whichever ends first; null means no limit.
+    max_epochs: int | None = 30
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (CUDA only: on CPU bf16 autocast is slower)
+    num_threads: int | None = None  # torch intra-op threads; null = all cores
+    log_every_steps: int = 20
+    eval_every_steps: int | None = None  # dev evaluation also runs at each epoch end
+    n_samples_logged: int = 8  # transcripts shown per evaluation
+    resume: str | None = None  # a run directory or checkpoint to continue from
+    init_from: str | None = None  # a checkpoint whose weights start a new run (fine-tuning)
+    max_nonfinite_steps: int = 50  # consecutive skipped steps before the run fails
+
+    def __post_init__(self) -> None:
+        budgets = {"max_epochs": self.max_epochs, "max_steps": self.max_steps}
+        budgets["max_minutes"] = self.max_minutes
+        _check(
+            any(v is not None for v in budgets.values()),
+            "set at least one of max_epochs, max_steps, max_minutes",
+        )
+        for key, value in budgets.items():
+            _check(value is None or value > 0, f"{key} must be > 0 or null (got {value})")
+        _check(self.grad_clip >= 0, f"grad_clip must be >= 0 (got {self.grad_clip})")
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto|cpu|cuda (got {self.device!r})",
+        )
+        _check(
+            self.precision in ("fp32", "bf16"),
+            f"precision must be fp32|bf16 (got {self.precision!r})",
+        )
+        _check(
+            self.num_threads is None or self.num_threads >= 1,
+            f"num_threads must be >= 1 (got {self.num_threads})",
+        )
+        _check(
+            self.log_every_steps >= 1, f"log_every_steps must be >= 1 (got {self.log_every_steps})"
+        )
+        _check(
+            self.eval_every_steps is None or self.eval_every_steps >= 1,
+            f"eval_every_steps must be >= 1 or null (got {self.eval_every_steps})",
+        )
+        _check(
+            self.max_nonfinite_steps >= 1,
+            f"max_nonfinite_steps must be >= 1 (got {self.max_nonfinite_steps})",
+        )
+        _check(not (self.resume and self.init_from), "resume and init_from are exclusive: pick one")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt: str = "???"  # a checkpoint, or a run directory holding best.pt
+    split: str = "test"  # a split of the checkpoint's own data: train | dev | test
+    manifest: str | None = None  # any JSONL manifest instead of a split
+    batch_size: int = 16
+    device: str = "auto"
+    num_threads: int | None = None
+    quantize: bool = False  # dynamic int8 GRU/Linear for CPU inference
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.split in ("train", "dev", "test"),
+            f"split must be train|dev|test (got {self.split!r})",
+        )
+        _check(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto|cpu|cuda (got {self.device!r})",
+        )

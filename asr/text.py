@@ -1,0 +1,101 @@
+"""Characters in, integer labels out: the seed's vocabulary and per-language normalization.
+
+The seed maps `'` to 0, `<SPACE>` to 1, a..z to 2..27 and reserves 28 for the CTC blank, so a
+model has 29 classes. Normalization turns raw corpus text into that alphabet:
+
+- lowercase, `ñ -> ni` for Spanish (the seed's README rule, which its code never applied),
+- accents stripped (`á -> a`, `ü -> u`), punctuation removed, whitespace collapsed,
+- anything still outside the alphabet (digits, other scripts) is dropped AND counted, so a
+  corpus that needs a bigger alphabet says so instead of silently losing characters.
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+SPACE = "<SPACE>"
+SEED_SYMBOLS: tuple[str, ...] = ("'", SPACE, *string.ascii_lowercase)
+LANGUAGES = ("es", "en")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Symbols in label order; the CTC blank is the extra class after the last symbol."""
+
+    symbols: tuple[str, ...] = SEED_SYMBOLS
+
+    def __post_init__(self) -> None:
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"vocabulary has duplicate symbols: {self.symbols}")
+        object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
+
+    @property
+    def blank(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_class(self) -> int:
+        return len(self.symbols) + 1
+
+    def encode(self, text: str) -> list[int]:
+        """Normalized text -> labels. Raises on a character outside the vocabulary."""
+        index: dict[str, int] = self._index  # type: ignore[attr-defined]
+        try:
+            return [index[SPACE if c == " " else c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, labels: list[int]) -> str:
+        """Labels -> text (the blank and unknown labels are skipped)."""
+        out = []
+        for label in labels:
+            if 0 <= label < len(self.symbols):
+                s = self.symbols[label]
+                out.append(" " if s == SPACE else s)
+        return "".join(out)
+
+    def to_dict(self) -> dict:
+        return {"symbols": list(self.symbols), "blank": self.blank}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocabulary:
+        return cls(tuple(d["symbols"]))
+
+
+@dataclass
+class Normalized:
+    text: str
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def _strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text)
+    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+
+
+def normalize(text: str, language: str, vocab: Vocabulary | None = None) -> Normalized:
+    """Raw transcript -> text made only of `vocab` characters and single spaces."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {'|'.join(LANGUAGES)} (got {language!r})")
+    vocab = vocab or Vocabulary()
+    allowed = {" " if s == SPACE else s for s in vocab.symbols}
+    text = text.lower()
+    if language == "es":
+        text = text.replace("ñ", "ni")  # before accent stripping, which would make it "n"
+    text = _strip_accents(text)
+    text = text.replace("’", "'").replace("`", "'")
+    kept: list[str] = []
+    dropped: Counter[str] = Counter()
+    for c in text:
+        if c in allowed:
+            kept.append(c)
+        elif c.isspace() or c in "-_/":
+            kept.append(" ")  # word separators
+        elif unicodedata.category(c).startswith("P"):
+            continue  # punctuation carries no sound: removed by rule, not counted
+        else:
+            dropped[c] += 1
+    return Normalized(" ".join("".join(kept).split()), dropped)

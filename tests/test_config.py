@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from asr.config import to_train_config
+from asr.schema import ConfigError
+from tests.conftest import CONF, ROOT, compose_train, run_script
+
+
+def test_default_is_the_seed_model():
+    cfg = to_train_config(compose_train())
+    m = cfg.model
+    assert (m.n_cnn, m.n_rnn, m.rnn_dim, m.n_feats, m.dropout) == (3, 5, 512, 128, 0.1)
+    assert cfg.data.corpus == "synth_es" and cfg.data.batch_size == 16
+    assert cfg.optim.name == "adamw" and cfg.optim.schedule == "onecycle"
+    assert cfg.augment.name == "specaugment" and cfg.logger.kind == "wandb"
+
+
+def test_n_feats_follows_n_mels():
+    cfg = to_train_config(compose_train(["data.n_mels=80"]))
+    assert cfg.model.n_feats == 80
+
+
+def test_every_group_option_composes():
+    for group in ("model", "data", "optim", "augment", "trainer", "logger"):
+        for yaml in sorted((CONF / group).glob("*.yaml")):
+            overrides = [f"{group}={yaml.stem}"]
+            if yaml.stem == "manifest":
+                overrides += ["data.train_manifest=a.jsonl", "data.dev_manifest=b.jsonl"]
+            to_train_config(compose_train(overrides))
+
+
+def test_groups_really_switch():
+    small = to_train_config(compose_train(["model=ds2_small", "optim=sgd_cosine", "augment=none"]))
+    assert (small.model.n_cnn, small.model.n_rnn, small.model.rnn_dim) == (1, 2, 256)
+    assert small.optim.name == "sgd" and small.optim.schedule == "cosine"
+    assert not small.augment.enabled
+
+
+def test_typo_and_wrong_type_are_refused_by_hydra():
+    with pytest.raises(ConfigCompositionException, match="n_rnnn"):
+        compose_train(["model.n_rnnn=3"])
+    with pytest.raises((ConfigCompositionException, ValidationError), match="n_cnn"):
+        compose_train(["model.n_cnn=three"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.n_cnn=-1", "model.n_cnn must be >= 0 (got -1)"),
+        ("model.n_rnn=0", "model.n_rnn"),
+        ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
+        ("data.batch_size=0", "data.batch_size must be >= 1 (got 0)"),
+        ("data.n_mels=127", "model.n_feats (127) must be divisible by stride"),
+        ("trainer.max_epochs=null", "trainer.set at least one of max_epochs"),
+        ("trainer.max_steps=0", "trainer.max_steps must be > 0"),
+        ("optim.lr=-1", "optim.lr must be > 0"),
+        ("logger.mode=onlin", "logger.mode"),
+    ],
+)
+def test_impossible_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        to_train_config(compose_train([override]))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.n_rnnn=3", "n_rnnn"),
+        ("model.n_cnn=three", "n_cnn"),
+        ("model.n_cnn=-1", "error: model.n_cnn must be >= 0 (got -1)"),
+        ("data.batch_size=0", "error: data.batch_size must be >= 1 (got 0)"),
+    ],
+)
+def test_bad_overrides_exit_nonzero_before_any_work(tmp_path: Path, override, expected):
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", [override, f"hydra.run.dir={run_dir}"], cwd=ROOT, timeout=120)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert not (run_dir / "summary.json").exists()  # refused before any work
+    if override.endswith(("-1", "=0")):
+        assert result.returncode == 2
+        assert result.stderr.strip().count("\n") == 0  # one line

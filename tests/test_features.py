@@ -1,0 +1,97 @@
+"""Tests for asr.features: LogMel framing/normalisation and SpecAugment masking."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from asr.features import LogMel, SpecAugment
+
+# 128 mels on 201 FFT bins leaves 4 empty filters (documented in LogMel); expected, not a failure.
+pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filterbank")
+
+
+@pytest.mark.parametrize("n", [201, 1600, 12345, 16000, 16159, 16160])
+def test_logmel_frames_match_num_frames(n: int) -> None:
+    lm = LogMel()
+    out = lm(torch.randn(n))
+    assert out.shape == (128, lm.num_frames(n))
+
+
+def test_logmel_batched_matches_single() -> None:
+    lm = LogMel(n_mels=40)
+    waves = torch.randn(3, 8000)
+    batched = lm(waves)
+    assert batched.shape == (3, 40, lm.num_frames(8000))
+    for i in range(3):
+        assert torch.allclose(batched[i], lm(waves[i]), atol=1e-5)
+
+
+def test_logmel_normalised() -> None:
+    torch.manual_seed(0)
+    out = LogMel()(0.01 * torch.randn(16000))  # gain must not matter
+    assert abs(out.mean().item()) < 1e-4
+    assert abs(out.std().item() - 1.0) < 1e-4
+    silent = LogMel()(torch.zeros(4000))  # constant input: guarded std, no NaN
+    assert torch.isfinite(silent).all() and silent.abs().max() < 1e-2
+
+
+def _hz_to_mel(f: float) -> float:  # HTK scale, torchaudio's default
+    return 2595.0 * math.log10(1.0 + f / 700.0)
+
+
+@pytest.mark.parametrize("freq", [300.0, 1000.0, 4000.0])
+def test_tone_lands_in_right_mel_bin(freq: float) -> None:
+    sr, n_mels = 16000, 64
+    t = torch.arange(sr) / sr
+    spec = LogMel(sample_rate=sr, n_mels=n_mels)(torch.sin(2 * math.pi * freq * t))
+    peak = int(spec.mean(dim=1).argmax())
+    top = _hz_to_mel(sr / 2)
+    centres = [top * (i + 1) / (n_mels + 1) for i in range(n_mels)]
+    expected = min(range(n_mels), key=lambda i: abs(centres[i] - _hz_to_mel(freq)))
+    assert abs(peak - expected) <= 1, (peak, expected)
+
+
+def _spec(f: int = 80, t: int = 200) -> torch.Tensor:
+    return torch.randn(f, t) + 10.0  # no natural zeros
+
+
+def test_specaugment_masks_in_train_mode() -> None:
+    torch.manual_seed(0)
+    aug = SpecAugment(freq_masks=2, freq_width=20, time_masks=2, time_width=40).train()
+    rows = cols = 0
+    for _ in range(10):
+        spec = _spec()
+        before = spec.clone()
+        out = aug(spec)
+        assert torch.equal(spec, before)  # input untouched
+        zero = out == 0
+        rows += int(zero.all(dim=1).sum())
+        cols += int(zero.all(dim=0).sum())
+        assert torch.equal(out[~zero], spec[~zero])  # only masking, nothing else changes
+    assert rows > 0 and cols > 0
+
+
+def test_specaugment_eval_and_zero_masks_are_identity() -> None:
+    spec = _spec()
+    assert torch.equal(SpecAugment().eval()(spec), spec)
+    assert torch.equal(SpecAugment(freq_masks=0, time_masks=0).train()(spec), spec)
+
+
+@pytest.mark.parametrize(("time_masks", "t"), [(1, 200), (2, 200), (2, 30)])
+def test_specaugment_time_mask_capped_by_ratio(time_masks: int, t: int) -> None:
+    torch.manual_seed(0)
+    ratio = 0.1
+    aug = SpecAugment(freq_masks=0, time_masks=time_masks, time_width=1000, time_width_ratio=ratio)
+    for _ in range(100):
+        masked = int((aug.train()(_spec(t=t)) == 0).all(dim=0).sum())
+        assert masked <= time_masks * ratio * t
+
+
+def test_specaugment_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="time_width_ratio"):
+        SpecAugment(time_width_ratio=1.5)
+    with pytest.raises(ValueError, match="freq_masks"):
+        SpecAugment(freq_masks=-1)

@@ -1,0 +1,149 @@
+"""Tests for asr.model: parameter count, shapes, padding independence, CTC trainability."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asr.model import DeepSpeech2, ModelConfig, conv_output_lengths, num_params
+
+SMALL = dict(n_cnn=1, n_rnn=2, rnn_dim=32, n_feats=16, dropout=0.0)
+
+
+def small_model(packed: bool = True, seed: int = 0) -> DeepSpeech2:
+    torch.manual_seed(seed)
+    return DeepSpeech2(ModelConfig(**SMALL), packed=packed).eval()
+
+
+def expected_params(n_cnn: int, n_rnn: int) -> int:
+    return 4_741_981 + 18_752 * n_cnn + 4_726_784 * (n_rnn - 1)
+
+
+def test_default_param_count_matches_seed() -> None:
+    with torch.device("meta"):  # no memory, no init cost
+        model = DeepSpeech2(ModelConfig(n_cnn=3, n_rnn=5, rnn_dim=512, n_feats=128, n_class=29))
+    assert num_params(model) == 23_705_373
+
+
+@pytest.mark.parametrize(("n_cnn", "n_rnn"), [(0, 1), (1, 2), (2, 3), (3, 5), (4, 1)])
+def test_param_count_formula(n_cnn: int, n_rnn: int) -> None:
+    with torch.device("meta"):
+        model = DeepSpeech2(ModelConfig(n_cnn=n_cnn, n_rnn=n_rnn))
+    assert num_params(model) == expected_params(n_cnn, n_rnn)
+
+
+def test_output_lengths_formula() -> None:
+    lens = torch.arange(1, 11)
+    expected = torch.tensor([(t + 2 * 1 - 3) // 2 + 1 for t in range(1, 11)])
+    assert torch.equal(conv_output_lengths(lens), expected)
+    assert torch.equal(small_model().output_lengths(lens), expected)
+    # Unlike the seed's T // 2, odd lengths round up: 1 -> 1, 3 -> 2, 9 -> 5.
+    assert expected.tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+@pytest.mark.parametrize("t", [20, 21])
+def test_forward_shapes(t: int) -> None:
+    model = small_model()
+    feats = torch.randn(3, 16, t)
+    feat_lens = torch.tensor([t, t - 5, t - 8])
+    log_probs, out_lens = model(feats, feat_lens)
+    t_out = int(model.output_lengths(torch.tensor(t)))
+    assert log_probs.shape == (3, t_out, 29)
+    assert torch.equal(out_lens, model.output_lengths(feat_lens))
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(3, t_out), atol=1e-5)
+
+
+def _alone_vs_batched(model: DeepSpeech2, lens: list[int]) -> list[float]:
+    """Max |difference| per utterance between its batched output and its solo output."""
+    torch.manual_seed(1)
+    t = max(lens)
+    feats = torch.randn(len(lens), 16, t)
+    feat_lens = torch.tensor(lens)
+    for i, n in enumerate(lens):  # garbage in the padding: it must not matter
+        feats[i, :, n:] = 100.0
+    with torch.no_grad():
+        batched, out_lens = model(feats, feat_lens)
+        diffs = []
+        for i, n in enumerate(lens):
+            alone, alone_lens = model(feats[i : i + 1, :, :n], feat_lens[i : i + 1])
+            m = int(out_lens[i])
+            assert int(alone_lens[0]) == m and alone.shape[1] == m
+            diffs.append((batched[i, :m] - alone[0]).abs().max().item())
+    return diffs
+
+
+def test_batch_independence() -> None:
+    diffs = _alone_vs_batched(small_model(), [37, 20, 9, 30, 1])
+    assert max(diffs) < 1e-5, diffs
+
+
+def test_packed_equals_unpacked_for_equal_lengths() -> None:
+    packed = small_model()
+    unpacked = copy.deepcopy(packed)
+    unpacked.packed = False
+    feats, feat_lens = torch.randn(3, 16, 25), torch.full((3,), 25)
+    with torch.no_grad():
+        a, _ = packed(feats, feat_lens)
+        b, _ = unpacked(feats, feat_lens)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_unpacked_leaks_padding_packed_does_not() -> None:
+    lens = [40, 12]
+    packed = small_model()
+    unpacked = copy.deepcopy(packed)
+    unpacked.packed = False
+    assert max(_alone_vs_batched(packed, lens)) < 1e-5
+    # The backward GRU of the short utterance starts in 14 frames of padding.
+    assert _alone_vs_batched(unpacked, lens)[1] > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"n_cnn": -1}, "n_cnn"),
+        ({"n_rnn": 0}, "n_rnn"),
+        ({"rnn_dim": 0}, "rnn_dim"),
+        ({"n_class": 1}, "n_class"),
+        ({"stride": 0}, "stride"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"n_feats": 127}, "n_feats"),
+    ],
+)
+def test_config_validation_names_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**kwargs)
+
+
+def test_config_validation_messages() -> None:
+    with pytest.raises(ValueError, match=r"^n_cnn must be >= 0 \(got -1\)$"):
+        ModelConfig(n_cnn=-1)
+    with pytest.raises(ValueError, match=r"^dropout must be in \[0, 1\) \(got 1.0\)$"):
+        ModelConfig(dropout=1.0)
+    with pytest.raises(ValueError, match=r"^n_feats \(127\) must be divisible by stride \(2\)$"):
+        ModelConfig(n_feats=127)
+
+
+def test_ctc_loss_decreases() -> None:
+    model = small_model().train()
+    torch.manual_seed(2)
+    feats = torch.randn(2, 16, 30)
+    feat_lens = torch.tensor([30, 24])
+    targets = torch.randint(0, 28, (2, 6))  # blank (28) never a target
+    target_lens = torch.tensor([6, 4])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        log_probs, out_lens = model(feats, feat_lens)
+        loss = F.ctc_loss(
+            log_probs.transpose(0, 1), targets, out_lens, target_lens, blank=28, zero_infinity=True
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9, losses
