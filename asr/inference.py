@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from asr.data.dataset import Batch, Utterance
+from asr.data.dataset import Utterance
 from asr.decode import greedy_decode
 from asr.metrics import cer, wer
 from asr.text import Vocabulary
@@ -46,13 +46,20 @@ class Transcripts:
         return self.seconds / max(self.audio_seconds, 1e-9)
 
 
-def ctc_loss(log_probs, out_lens, batch: Batch, blank: int, reduction: str = "mean"):
+def ctc_loss(
+    log_probs: torch.Tensor,
+    out_lens: torch.Tensor,
+    targets: torch.Tensor,
+    target_lens: torch.Tensor,
+    blank: int,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """CTC on (B, T, C) log-probs; `zero_infinity` so an impossible alignment cannot poison."""
     return F.ctc_loss(
         log_probs.transpose(0, 1).float(),  # (T, B, C), as ctc_loss wants
-        batch.targets,
+        targets,
         out_lens,
-        batch.target_lens,
+        target_lens,
         blank=blank,
         reduction=reduction,
         zero_infinity=True,
@@ -72,15 +79,13 @@ def transcribe(
             continue
         feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)
         log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
-        losses = ctc_loss(log_probs, out_lens, _to(batch, device), vocab.blank, reduction="none")
-        out.loss_sum += float((losses / batch.target_lens.clamp(min=1)).sum())  # as "mean" does
+        target_lens = batch.target_lens.to(device)
+        losses = ctc_loss(
+            log_probs, out_lens, batch.targets.to(device), target_lens, vocab.blank, "none"
+        )
+        out.loss_sum += float((losses / target_lens.clamp(min=1)).sum())  # as "mean" does
         out.hypotheses += greedy_decode(log_probs, out_lens, vocab)
         out.utts += batch.utts
         out.audio_seconds += batch.audio_seconds
     out.seconds = time.perf_counter() - start
     return out
-
-
-def _to(batch: Batch, device: torch.device) -> Batch:
-    batch.targets, batch.target_lens = batch.targets.to(device), batch.target_lens.to(device)
-    return batch

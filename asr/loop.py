@@ -13,7 +13,6 @@ import dataclasses
 import math
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from asr import checkpoint
-from asr.data.dataset import SkipReport
+from asr.data.dataset import Batch, SkipReport
 from asr.data.loader import ctc_frames_fn, load_splits, make_augment, make_loader, make_logmel
 from asr.data.manifest import manifest_digest
 from asr.inference import Transcripts, ctc_loss, transcribe
@@ -50,6 +49,42 @@ class Counters:
     best_dev_wer: float = math.inf
     nonfinite_steps: int = 0
     last_eval_step: int = -1
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    finite: bool  # False: the step was skipped, weights and optimizer state untouched
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    blank: int,
+    grad_clip: float,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> StepResult:
+    """One optimizer step on a batch; a non-finite loss or gradient skips it entirely."""
+    model.train()
+    feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)  # (B, F, T), (B,)
+    with autocast or contextlib.nullcontext():
+        log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
+    targets, target_lens = batch.targets.to(device), batch.target_lens.to(device)
+    loss = ctc_loss(log_probs, out_lens, targets, target_lens, blank)
+    optimizer.zero_grad(set_to_none=True)
+    loss_value = float(loss.detach())  # the one host sync of a step
+    if not math.isfinite(loss_value):
+        return StepResult(loss_value, math.nan, False)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss_value, float(grad_norm), False)
+    optimizer.step()
+    return StepResult(loss_value, float(grad_norm), True)
 
 
 def pick_device(name: str) -> torch.device:
@@ -158,9 +193,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         "manifests": {k: str(v) for k, v in data.manifests.items()},
     }
     t = cfg.trainer
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if t.precision == "bf16" else nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t.precision == "bf16" else None
 
     def save(name: str) -> None:
         state = {
@@ -253,32 +286,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         report.add(reason, utt_id)
                     if len(batch) == 0:
                         continue
-                    model.train()
                     lr = lr_at(run_progress(), cfg.optim)
                     set_lr(optimizer, lr)
-                    feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)
-                    batch.targets, batch.target_lens = (
-                        batch.targets.to(device),
-                        batch.target_lens.to(device),
+                    result = train_step(
+                        model, optimizer, batch, vocab.blank, t.grad_clip, device, autocast
                     )
-                    with autocast:
-                        log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
-                    loss = ctc_loss(log_probs, out_lens, batch, vocab.blank)
-                    optimizer.zero_grad(set_to_none=True)
-                    finite = bool(torch.isfinite(loss))
-                    if finite:
-                        loss.backward()
-                        grad_norm = torch.nn.utils.clip_grad_norm_(
-                            model.parameters(), t.grad_clip or math.inf
-                        )
-                        finite = bool(torch.isfinite(grad_norm))
-                    if finite:  # a non-finite step leaves weights and optimizer state untouched
-                        optimizer.step()
+                    if result.finite:
                         consecutive_nonfinite = 0
-                        window_loss += float(loss.detach())
+                        window_loss += result.loss
                         window_n += 1
                     else:
-                        optimizer.zero_grad(set_to_none=True)
                         counters.nonfinite_steps += 1
                         consecutive_nonfinite += 1
                         if consecutive_nonfinite >= t.max_nonfinite_steps:
@@ -299,7 +316,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                                 "train/loss": avg,
                                 "train/lr": lr,
                                 "train/audio_seconds_per_second": speed,
-                                "train/grad_norm": float(grad_norm),
+                                "train/grad_norm": result.grad_norm,
                                 "epoch": counters.epoch,
                             },
                             step=counters.step,
