@@ -8,12 +8,10 @@ python train.py --multirun data.batch_size=8,16 model.n_cnn=1,3 model.n_rnn=1,3,
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asr.cli import run_job
-from asr.config import register_configs, to_train_config
-from asr.loop import train
+from asr.cli import run_job, train_job
+from asr.config import register_configs
 
 register_configs()
 
@@ -22,10 +20,7 @@ register_configs()
     version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="train"
 )
 def main(cfg: DictConfig) -> float:
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
-    return run_job(lambda: train(to_train_config(cfg), run_dir, overrides))
+    return run_job(lambda: train_job(cfg))
 
 
 if __name__ == "__main__":

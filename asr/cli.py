@@ -1,29 +1,93 @@
-"""What the Hydra entry points share: config errors become one line, not a traceback."""
+"""Hydra glue for the entry points: one job of a run or of a sweep, and its error reporting.
+
+- A bad config or missing input exits 2 with one line in a single run. In a multirun the job
+  is recorded as failed (summary.json) and the error raised, so Hydra moves on to the next job.
+- In a sweep, a job whose summary says `ok` is skipped, a `failed` one restarts from scratch,
+  and an interrupted one resumes from its `last.pt` (the loop does that by itself).
+- Sweep jobs log to one W&B group, named after the sweep directory so it survives a resume.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig
 
+from asr.config import to_train_config
 from asr.data.manifest import ManifestError
-from asr.schema import ConfigError
+from asr.loop import RunInterrupted, train
+from asr.schema import ConfigError, LoggerConfig
+from asr.tracking import read_summary, record_failure
 
 T = TypeVar("T")
 
 USER_ERRORS = (ConfigError, ManifestError, FileNotFoundError)
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "wandb")
+
+
+def is_multirun() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run_job(fn: Callable[[], T]) -> T:
-    """Run one job. A bad config or missing input exits 2 with one line in a single run; in a
-    multirun it is raised, so Hydra records the failed job and the other jobs still run."""
+    """Run one job; turn user errors and interruptions into one line and an exit code."""
     try:
         return fn()
+    except RunInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        sys.exit(143)  # stops a sweep too: rerun the same command to resume
     except USER_ERRORS as e:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if is_multirun():
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def sweep_logger(
+    logger: LoggerConfig, sweep_dir: str, job_name: str, swept: list[str]
+) -> LoggerConfig:
+    """A sweep job's W&B identity: group = the sweep dir, name = its overrides, tags = keys."""
+    return dataclasses.replace(
+        logger,
+        group=logger.group or sweep_dir,
+        name=logger.name or job_name,
+        tags=[*logger.tags, *swept],
+    )
+
+
+def train_job(cfg: DictConfig) -> float:
+    """What train.py runs for each job: returns the best dev CER (what sweepers minimise)."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    if not is_multirun():
+        return train(to_train_config(cfg), run_dir, overrides)
+
+    previous = read_summary(run_dir)
+    if previous.get("status") == "ok":
+        print(f"[sweep] {run_dir.name}: already finished (dev CER {previous.get('best_dev_cer')})")
+        return float(previous.get("best_dev_cer") or "inf")
+    if previous.get("status") == "failed":
+        print(f"[sweep] {run_dir.name}: failed before, rerunning from scratch")
+        for name in RUN_FILES:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    try:
+        train_cfg = to_train_config(cfg)
+        swept = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+        swept = [k for k in swept if not k.startswith("hydra")]
+        job_name = hydra_cfg.job.override_dirname or f"job{hydra_cfg.job.num}"
+        train_cfg.logger = sweep_logger(train_cfg.logger, hydra_cfg.sweep.dir, job_name, swept)
+        return train(train_cfg, run_dir, overrides)
+    except RunInterrupted:
+        raise
+    except Exception as e:
+        record_failure(run_dir, e, overrides=overrides)
+        raise

@@ -36,6 +36,11 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM/SIGINT stopped the run after it saved last.pt. A KeyboardInterrupt, so that it
+    also stops a Hydra sweep (which records ordinary exceptions and moves on)."""
+
+
 @dataclass
 class Counters:
     """Where training stands; saved in every checkpoint, so a resume continues exactly."""
@@ -49,6 +54,7 @@ class Counters:
     best_dev_wer: float = math.inf
     nonfinite_steps: int = 0
     last_eval_step: int = -1
+    evals_since_best: int = 0  # for early stopping (trainer.patience)
 
 
 @dataclass
@@ -218,6 +224,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         minutes = (trained_before + time.perf_counter() - session_start) / 60
         return progress(counters.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
 
+    def patience_out() -> bool:
+        """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
+        return bool(t.patience) and counters.evals_since_best >= t.patience
+
     def evaluate_dev() -> Transcripts | None:
         if "dev" not in eval_loaders:
             return None
@@ -238,6 +248,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             counters.step,
         )
         improved = dev.cer < counters.best_dev_cer
+        counters.evals_since_best = 0 if improved else counters.evals_since_best + 1
         if improved:
             counters.best_dev_cer, counters.best_dev_wer = dev.cer, dev.wer
         tqdm.write(
@@ -325,7 +336,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                             loss=f"{avg:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}"
                         )
                         window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, now
-                    done = run_progress() >= 1.0 or stop.signal is not None
+                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
                     if not done and t.eval_every_steps and counters.step % t.eval_every_steps == 0:
                         evaluate_dev()
                         window_start = time.perf_counter()  # eval time is not training time
@@ -335,8 +346,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                 else:  # the epoch ran to its end
                     counters.epoch += 1
                     counters.batch_in_epoch = 0
-                    done = run_progress() >= 1.0 or stop.signal is not None
-                    if counters.last_eval_step != counters.step:
+                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
+                    if stop.signal is None and counters.last_eval_step != counters.step:
                         evaluate_dev()
                     window_start = time.perf_counter()
                 bar.close()
@@ -346,8 +357,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                 tracker.finish(
                     "interrupted", error=f"stopped by {stop.signal}; resume with the same run dir"
                 )
-                print(f"stopped by {stop.signal}: saved {run_dir / 'last.pt'}")
-                return counters.best_dev_cer
+                raise RunInterrupted(f"stopped by {stop.signal}: saved {run_dir / 'last.pt'}")
 
         # ---- the end: dev once more if needed, then the best weights on test ----
         if counters.last_eval_step != counters.step:

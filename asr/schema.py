@@ -152,6 +152,7 @@ class TrainerConfig:
     resume: str | None = None  # a run directory or checkpoint to continue from
     init_from: str | None = None  # a checkpoint whose weights start a new run (fine-tuning)
     max_nonfinite_steps: int = 50  # consecutive skipped steps before the run fails
+    patience: int | None = None  # stop after this many dev evaluations without a better CER
 
     def __post_init__(self) -> None:
         budgets = {"max_epochs": self.max_epochs, "max_steps": self.max_steps}
@@ -185,6 +186,10 @@ class TrainerConfig:
         _check(
             self.max_nonfinite_steps >= 1,
             f"max_nonfinite_steps must be >= 1 (got {self.max_nonfinite_steps})",
+        )
+        _check(
+            self.patience is None or self.patience >= 1,
+            f"patience must be >= 1 or null (got {self.patience})",
         )
         _check(not (self.resume and self.init_from), "resume and init_from are exclusive: pick one")
 

@@ -38,7 +38,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["LoggerConfig", "Tracker", "has_wandb_credentials", "new_run_id", "resolve_mode"]
+__all__ = [
+    "LoggerConfig",
+    "Tracker",
+    "has_wandb_credentials",
+    "new_run_id",
+    "read_summary",
+    "record_failure",
+    "resolve_mode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -395,3 +403,28 @@ class Tracker:
         error = f"{type(exc).__name__}: {exc}"
         interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
         self.finish("interrupted" if interrupted else "failed", error)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run's summary.json, or {} when there is none (or it cannot be read)."""
+    try:
+        loaded = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def record_failure(run_dir: Path, error: BaseException, **values: Any) -> None:
+    """Mark a run failed in summary.json when it failed before (or outside) its Tracker, e.g.
+    on a config error, so that a sweep's report still shows the job and why it failed. A
+    status the Tracker already wrote (failed or interrupted) is kept as it is."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    if summary.get("status") in ("failed", "interrupted"):
+        return
+    summary.update({k: _plain(v) for k, v in values.items()})
+    summary.update(status="failed", error=_one_line(error), finished_at=time.time())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", "utf-8")
+    os.replace(tmp, run_dir / "summary.json")
