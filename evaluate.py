@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asr.cli import run_job
+from asr.cli import check_overrides, run_job
 from asr.config import register_configs, to_evaluate_config
 from asr.evaluation import evaluate_checkpoint
 
@@ -27,4 +27,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_overrides("evaluate")
     main()

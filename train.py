@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from asr.cli import run_job, train_job
+from asr.cli import check_overrides, run_job, train_job
 from asr.config import register_configs
 
 register_configs()
@@ -24,4 +24,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_overrides("train")
     main()

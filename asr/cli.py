@@ -32,6 +32,57 @@ USER_ERRORS = (ConfigError, ManifestError, FileNotFoundError)
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "wandb")
 
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Flags after which Hydra does something other than compose-and-run one job.
+_HYDRA_FLAGS = (
+    "-m",
+    "--multirun",
+    "-h",
+    "--help",
+    "--hydra-help",
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "-p",
+    "--package",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--experimental-rerun",
+)
+
+
+def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
+    """Refuse a typo'd key or a wrong type in ONE line, before Hydra starts the job.
+
+    Hydra's own messages for these span several lines; this composes the config once with the
+    same overrides (a fraction of a second) and condenses the error. Multiruns and Hydra's
+    informational flags are left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+
+    args = sys.argv[1:] if argv is None else argv
+    if any(a.split("=", 1)[0] in _HYDRA_FLAGS for a in args):
+        return
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            compose(config_name, overrides=args)
+    except Exception as e:  # Hydra's composition and override-grammar errors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        cause = e.__cause__
+        if cause is not None and str(cause).strip():
+            reason = f"{reason.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+        print(f"error: {reason}", file=sys.stderr)
+        sys.exit(2)
+
+
 def is_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
