@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -113,6 +114,19 @@ def sweep_logger(
     )
 
 
+def threads_per_job(launcher: DictConfig) -> int | None:
+    """Parallel local jobs share the cores: each gets cores / n_jobs torch threads, so that
+    they do not oversubscribe the machine. None (torch's default) for one job at a time."""
+    cpus = launcher.get("cpus_per_task")  # submitit: what the scheduler gives each job
+    if isinstance(cpus, int) and cpus > 0:
+        return cpus
+    n_jobs = launcher.get("n_jobs")  # joblib
+    if not isinstance(n_jobs, int) or n_jobs == 1:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else n_jobs))
+
+
 def train_job(cfg: DictConfig) -> float:
     """What train.py runs for each job: returns the best dev CER (what sweepers minimise)."""
     hydra_cfg = HydraConfig.get()
@@ -134,8 +148,9 @@ def train_job(cfg: DictConfig) -> float:
         train_cfg = to_train_config(cfg)
         swept = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
         swept = [k for k in swept if not k.startswith("hydra")]
-        job_name = hydra_cfg.job.override_dirname or f"job{hydra_cfg.job.num}"
-        train_cfg.logger = sweep_logger(train_cfg.logger, hydra_cfg.sweep.dir, job_name, swept)
+        train_cfg.logger = sweep_logger(train_cfg.logger, hydra_cfg.sweep.dir, run_dir.name, swept)
+        if train_cfg.trainer.num_threads is None:
+            train_cfg.trainer.num_threads = threads_per_job(hydra_cfg.launcher)
         return train(train_cfg, run_dir, overrides)
     except RunInterrupted:
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -39,8 +40,55 @@ GROUPS = {
 }
 
 
+# Path-valued keys would nest folders in a job's name; summary.json records them instead.
+JOB_DIR_EXCLUDE = frozenset(
+    {
+        "data.cache_dir",
+        "data.train_manifest",
+        "data.dev_manifest",
+        "data.test_manifest",
+        "trainer.resume",
+        "trainer.init_from",
+    }
+)
+JOB_DIR_MAX = 120  # characters; file systems allow 255, people read far fewer
+# What sweeps usually vary comes first, so a name cut to JOB_DIR_MAX still shows it.
+JOB_DIR_FIRST = ("model", "optim", "seed", "data.batch_size", "augment")
+
+
+def job_dirname(overrides: list[str]) -> str:
+    """A sweep job's folder name from its overrides: `data.batch_size-8__model.n_cnn-1`.
+
+    No `=` and no `,`, so the path goes back through a Hydra command line unquoted
+    (`evaluate.py ckpt=<job dir>`). Floats are shortened (Optuna suggests 0.21455680991172585),
+    and a name that is still too long is cut and made unique by a hash of all overrides.
+    """
+    def order(item: str) -> tuple[bool, str]:
+        return (not item.lstrip("+~").startswith(JOB_DIR_FIRST), item)
+
+    parts = []
+    for item in sorted((str(o) for o in overrides), key=order):
+        key, _, value = item.partition("=")
+        # +sweep=... / +hparams_search=... define the sweep: the same for all of its jobs
+        if key.lstrip("+~") in JOB_DIR_EXCLUDE or key.startswith(("hydra", "+sweep", "+hparams")):
+            continue
+        try:
+            if "." in value or "e" in value.lower():
+                value = f"{float(value):.6g}"
+        except ValueError:
+            pass
+        parts.append(f"{key.lstrip('+~')}-{value.replace('/', '_').replace(',', '_')}")
+    name = "__".join(parts) or "default"
+    if len(name) > JOB_DIR_MAX:
+        digest = hashlib.sha1("\n".join(sorted(map(str, overrides))).encode()).hexdigest()[:8]
+        name = f"{name[: JOB_DIR_MAX - 10]}__{digest}"
+    return name
+
+
 def register_configs() -> None:
-    """Register `base_train`, `base_evaluate` and one `base_<group>` schema per group."""
+    """Register `base_train`, `base_evaluate`, one `base_<group>` schema per group, and the
+    `asr.job_dir` resolver that names sweep job folders."""
+    OmegaConf.register_new_resolver("asr.job_dir", job_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)

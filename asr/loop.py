@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +275,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             overrides=meta["overrides"],
             run_dir=str(run_dir),
             device=str(device),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            torch_threads=torch.get_num_threads(),
             train_utterances=len(data.utts["train"]),
             skipped=dict(report.counts),
             dropped_chars=dict(report.dropped_chars),

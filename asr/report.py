@@ -230,7 +230,7 @@ def write_plots(jobs: list[Job], keys: list[str], plot_dir: Path) -> list[Path]:
     ax.set_ylabel("dev CER")
     ax.set_title("learning curves")
     ax.grid(alpha=0.3)
-    if len(jobs) <= 16:
+    if 0 < sum(bool(j.curve) for j in jobs) <= 16:
         ax.legend(fontsize=6)
     paths.append(_save(fig, plot_dir / "learning_curves.png"))
     return paths

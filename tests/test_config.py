@@ -98,3 +98,39 @@ def test_added_keys_are_refused_like_typos():
         to_train_config(compose_train(["+data.synth.hourz=2"]))
     with pytest.raises(ConfigError, match=r"^foo is not a known setting$"):
         to_train_config(compose_train(["+foo=1"]))
+
+
+def test_job_dirname_is_readable_unquoted_and_bounded():
+    from asr.config import JOB_DIR_MAX, job_dirname
+
+    assert job_dirname(["model.n_rnn=3", "data.batch_size=8", "model.n_cnn=1"]) == (
+        "data.batch_size-8__model.n_cnn-1__model.n_rnn-3"
+    )
+    name = job_dirname(["optim.lr=0.0006466422717414558", "data.cache_dir=/a/b", "+sweep=x"])
+    assert name == "optim.lr-0.000646642"  # floats shortened, paths and the preset left out
+    long = [f"data.synth.key{i}=value{i}" for i in range(30)] + ["model.n_cnn=3"]
+    cut = job_dirname(long)
+    assert len(cut) <= JOB_DIR_MAX and cut.startswith("model.n_cnn-3__")
+    assert cut != job_dirname([*long[:-1], "model.n_cnn=2"])  # still unique when cut
+    assert not {"=", ",", "/"} & set(cut)
+
+
+def test_sweep_presets_compose():
+    from hydra import compose, initialize_config_dir
+
+    from asr.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        grid = compose("train", overrides=["+sweep=layers_bs"], return_hydra_config=True)
+        assert dict(grid.hydra.sweeper.params) == {
+            "data.batch_size": "8,16",
+            "model.n_cnn": "1,3",
+            "model.n_rnn": "1,2",
+        }
+        assert grid.model.rnn_dim == 256 and grid.trainer.max_minutes == 2
+        seed = compose("train", overrides=["+sweep=seed_grid"], return_hydra_config=True)
+        assert seed.model.rnn_dim == 512 and len(seed.hydra.sweeper.params) == 3
+        slurm = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+        assert slurm.hydra.launcher.gpus_per_node == 1 and slurm.hydra.launcher.timeout_min == 240
+        assert "SlurmLauncher" in slurm.hydra.launcher._target_

@@ -28,6 +28,14 @@ def sweep_args(cache: Path, sweep_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def job_with(sweep_dir: Path, override: str) -> Path | None:
+    """The job folder whose overrides include `override` (Hydra writes them as the job starts)."""
+    for path in sweep_dir.glob("*/.hydra/overrides.yaml"):
+        if f"- {override}" in path.read_text().splitlines():
+            return path.parent.parent
+    return None
+
+
 def summary(job: Path) -> dict:
     return json.loads((job / "summary.json").read_text())
 
@@ -74,14 +82,14 @@ def test_an_interrupted_sweep_resumes(corpus_cache: Path, tmp_path: Path):
     )
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
-        long = next(sweep_dir.glob("*trainer.max_steps-80"), None)
+        long = job_with(sweep_dir, "trainer.max_steps=80")
         if long is not None and (long / "last.pt").is_file():
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)  # what a scheduler sends
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, out[-2000:]
-    short = next(sweep_dir.glob("*trainer.max_steps-10"))
+    short = job_with(sweep_dir, "trainer.max_steps=10")
     assert summary(short)["status"] == "ok"
     assert summary(long)["status"] == "interrupted", out[-2000:]
     stopped_at = torch_step(long / "last.pt")
@@ -102,3 +110,81 @@ def torch_step(path: Path) -> int:
     import torch
 
     return torch.load(path, weights_only=False)["counters"]["step"]
+
+
+def _ran_in_parallel(jobs: list[Path]) -> None:
+    a, b = (summary(j) for j in jobs)
+    assert a["status"] == b["status"] == "ok"
+    assert a["pid"] != b["pid"]  # separate processes
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlap
+
+
+def test_joblib_runs_jobs_in_parallel_processes_sharing_the_cores(corpus_cache, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep_dir = tmp_path / "sweep"
+    args = sweep_args(
+        corpus_cache,
+        sweep_dir,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "trainer.max_steps=20",
+        "model.n_rnn=1,2",
+    )
+    result = run_script("train.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
+    assert len(jobs) == 2
+    _ran_in_parallel(jobs)
+    cores = os.cpu_count() or 1
+    assert all(summary(j)["torch_threads"] == max(1, cores // 2) for j in jobs)
+
+
+def test_submitit_local_runs_the_same_code_path(corpus_cache, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep_dir = tmp_path / "sweep"
+    args = sweep_args(
+        corpus_cache,
+        sweep_dir,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        "trainer.max_steps=20",
+        "model.n_rnn=1,2",
+    )
+    result = run_script("train.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
+    assert len(jobs) == 2
+    _ran_in_parallel(jobs)
+    assert all(summary(j)["torch_threads"] == 1 for j in jobs)
+    assert (sweep_dir / ".submitit").is_dir() and (sweep_dir / "report.md").is_file()
+
+
+def test_optuna_search_three_trials(corpus_cache, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    args = sweep_args(
+        corpus_cache,
+        sweep_dir,
+        "+hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage=sqlite:///{sweep_dir}/optuna.db",
+        "trainer.max_steps=3",
+    )
+    result = run_script("train.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
+    assert len(jobs) == 3 and all(summary(j)["status"] == "ok" for j in jobs)
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_value" in best
+    cers = [summary(j)["best_dev_cer"] for j in jobs]
+    assert any(f"{min(cers)}" in line for line in best.splitlines() if "best_value" in line)
+
+    # The study is stored in SQLite: the same command continues it (3 more trials; a trial
+    # that repeats finished settings is answered from its job's summary, not retrained).
+    again = run_script("train.py", args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="asr-sweep", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert len(study.trials) == 6

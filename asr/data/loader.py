@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +97,12 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def _worker_context() -> multiprocessing.context.BaseContext | None:
+    # Inside a joblib (loky) sweep worker the default context is loky's own, which cannot start
+    # DataLoader workers; ask for Linux's usual fork explicitly.
+    return multiprocessing.get_context("fork") if sys.platform == "linux" else None
+
+
 def make_loader(
     utts: list[Utterance],
     logmel: LogMel,
@@ -113,6 +121,7 @@ def make_loader(
         collate_fn=Collate(utts),
         num_workers=num_workers,
         worker_init_fn=_worker_init if num_workers > 0 else None,
+        multiprocessing_context=_worker_context() if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
     )
     return loader, sampler
