@@ -128,7 +128,7 @@ def test_sweep_presets_compose():
             "model.n_cnn": "1,3",
             "model.n_rnn": "1,2",
         }
-        assert grid.model.rnn_dim == 256 and grid.trainer.max_minutes == 2
+        assert grid.model.rnn_dim == 256 and grid.trainer.max_minutes == 3
         seed = compose("train", overrides=["+sweep=seed_grid"], return_hydra_config=True)
         assert seed.model.rnn_dim == 512 and len(seed.hydra.sweeper.params) == 3
         slurm = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
