@@ -63,6 +63,7 @@ def job_dirname(overrides: list[str]) -> str:
     (`evaluate.py ckpt=<job dir>`). Floats are shortened (Optuna suggests 0.21455680991172585),
     and a name that is still too long is cut and made unique by a hash of all overrides.
     """
+
     def order(item: str) -> tuple[bool, str]:
         return (not item.lstrip("+~").startswith(JOB_DIR_FIRST), item)
 
@@ -103,23 +104,24 @@ def _to_object(node: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}.{e}") from None
 
 
-def refuse_unknown_keys(node: Any, schema: Any, prefix: str = "") -> None:
+def refuse_unknown_keys(node: Any, schema: type, prefix: str = "") -> None:
     """`+model.n_rnnn=3` adds a key even to a schema-backed config, and nothing would read it:
     refuse it, like a typo without the `+`."""
-    known = {f.name: getattr(schema, f.name) for f in dataclasses.fields(schema)}
+    known = {f.name: f for f in dataclasses.fields(schema)}
     for key in node:
         name = f"{prefix}{key}"
         if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise ConfigError(f"{name} is not a known setting{hint}")
-        if dataclasses.is_dataclass(known[key]) and isinstance(node[key], DictConfig):
-            refuse_unknown_keys(node[key], known[key], f"{name}.")
+        nested = known[key].default_factory
+        if dataclasses.is_dataclass(nested) and isinstance(node[key], DictConfig):
+            refuse_unknown_keys(node[key], nested, f"{name}.")
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:
     """Resolve and check a composed config; raise ConfigError naming the culprit key."""
-    refuse_unknown_keys(cfg, TrainConfig())
+    refuse_unknown_keys(cfg, TrainConfig)
     groups = {group: _to_object(cfg[group], group) for group in GROUPS}
     train_cfg = TrainConfig(**groups, seed=int(cfg.seed))
     check_cross_fields(train_cfg)
@@ -127,7 +129,7 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
 
 
 def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
-    refuse_unknown_keys(cfg, EvaluateConfig())
+    refuse_unknown_keys(cfg, EvaluateConfig)
     logger = _to_object(cfg.logger, "logger")
     fields = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "logger"}
     try:

@@ -51,6 +51,7 @@ class Counters:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of the current epoch already trained on
     train_seconds: float = 0.0  # time spent in training steps, data loading included
+    elapsed_seconds: float = 0.0  # wall time of the loop, evaluations included (max_minutes)
     train_audio_seconds: float = 0.0
     best_dev_cer: float = math.inf
     best_dev_wer: float = math.inf
@@ -204,6 +205,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t.precision == "bf16" else None
 
     def save(name: str) -> None:
+        counters.elapsed_seconds = elapsed()
         state = {
             "format_version": checkpoint.FORMAT_VERSION,
             "model": model.state_dict(),
@@ -217,13 +219,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         }
         checkpoint.save_atomic(state, run_dir / name)
 
-    session_start = time.perf_counter()
-    trained_before = counters.train_seconds
+    session_start, elapsed_before = time.perf_counter(), counters.elapsed_seconds
+    batches_per_epoch = max(len(train_sampler.batches(0)), 1)  # the same every epoch
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - session_start
 
     def run_progress() -> float:
-        n_batches = len(train_sampler.batches(counters.epoch))
-        epochs = counters.epoch + counters.batch_in_epoch / max(n_batches, 1)
-        minutes = (trained_before + time.perf_counter() - session_start) / 60
+        epochs = counters.epoch + counters.batch_in_epoch / batches_per_epoch
+        minutes = elapsed() / 60
         return progress(counters.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
 
     def patience_out() -> bool:
@@ -231,10 +235,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         return bool(t.patience) and counters.evals_since_best >= t.patience
 
     def evaluate_dev() -> Transcripts | None:
+        """Dev CER/WER, best.pt when it improved, and last.pt either way."""
+        counters.last_eval_step = counters.step
         if "dev" not in eval_loaders:
+            save("last.pt")
             return None
         dev = transcribe(model, eval_loaders["dev"], vocab, device)
-        counters.last_eval_step = counters.step
         metrics = {
             "dev/cer": dev.cer,
             "dev/wer": dev.wer,
@@ -366,9 +372,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
 
         # ---- the end: dev once more if needed, then the best weights on test ----
         if counters.last_eval_step != counters.step:
-            evaluate_dev()
-        elif not (run_dir / "last.pt").is_file():
-            save("last.pt")
+            evaluate_dev()  # also saves last.pt
         if (run_dir / "best.pt").is_file():
             model.load_state_dict(checkpoint.load(run_dir / "best.pt")["model"])
         final = _summary(counters, report, wall_start)

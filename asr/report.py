@@ -262,7 +262,7 @@ def make_report(sweep_dir: str | Path, plots: bool = True) -> str:
     lines = [f"sweep {sweep_dir}: {len(jobs)} jobs ({counts})"]
     best = min((j for j in jobs if j.cer is not None), key=_sort_key, default=None)
     if best is not None:
-        overrides = " ".join(f"{k}={v}" for k, v in best.overrides.items())
+        overrides = " ".join(o for o in best.summary.get("overrides") or [] if "hydra." not in o)
         lines.append(f"best: dev CER {best.cer:.4f} in {best.name}")
         lines.append(f"  python train.py {overrides}")
     for job in jobs:

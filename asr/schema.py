@@ -218,6 +218,10 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         _check(
+            self.ckpt not in ("???", ""),
+            "ckpt is required: ckpt=<checkpoint file, or a run directory holding best.pt>",
+        )
+        _check(
             self.split in ("train", "dev", "test"),
             f"split must be train|dev|test (got {self.split!r})",
         )

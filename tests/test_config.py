@@ -134,3 +134,11 @@ def test_sweep_presets_compose():
         slurm = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
         assert slurm.hydra.launcher.gpus_per_node == 1 and slurm.hydra.launcher.timeout_min == 240
         assert "SlurmLauncher" in slurm.hydra.launcher._target_
+
+
+def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path: Path):
+    result = run_script("evaluate.py", [f"hydra.run.dir={tmp_path}"], cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: ckpt is required: ckpt=<checkpoint file, or a run directory holding best.pt>"
+    )

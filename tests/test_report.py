@@ -41,7 +41,7 @@ def test_report_table_plots_and_summary(tmp_path):
     text = make_report(tmp_path)
     assert "9 jobs (1 failed, 8 ok)" in text
     assert "best: dev CER 0.3000 in model.n_cnn-3__model.n_rnn-3__seed-1" in text
-    assert "python train.py model.n_cnn=3 model.n_rnn=3 seed=1" in text
+    assert "python train.py model.n_cnn=3 model.n_rnn=3 seed=1 trainer.max_steps=5" in text
     assert "failed: model.n_cnn-1__model.n_rnn-0__seed-1: ConfigError" in text
 
     with open(tmp_path / "report.csv", newline="") as f:

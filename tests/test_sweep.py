@@ -103,7 +103,10 @@ def test_an_interrupted_sweep_resumes(corpus_cache: Path, tmp_path: Path):
     assert (short / "metrics.jsonl").read_text() == short_metrics  # not rerun
     assert f"at step {stopped_at}" in again.stdout
     assert summary(long)["status"] == "ok" and summary(long)["step"] == 80
-    assert read_offline_run(long / "wandb").run_id == summary(long)["run_id"]
+    long_run, short_run = read_offline_run(long / "wandb"), read_offline_run(short / "wandb")
+    assert long_run.run_id == summary(long)["run_id"]  # the same W&B run, resumed
+    assert long_run.group == short_run.group == str(sweep_dir)  # one group for the sweep
+    assert long_run.complete and short_run.complete and long_run.run_id != short_run.run_id
 
 
 def torch_step(path: Path) -> int:
@@ -112,50 +115,34 @@ def torch_step(path: Path) -> int:
     return torch.load(path, weights_only=False)["counters"]["step"]
 
 
-def _ran_in_parallel(jobs: list[Path]) -> None:
-    a, b = (summary(j) for j in jobs)
+def run_two_parallel_jobs(cache: Path, sweep_dir: Path, *launcher: str) -> list[dict]:
+    """A 2-job sweep through `launcher`; checks both ran, in separate processes, at once."""
+    args = sweep_args(cache, sweep_dir, *launcher, "trainer.max_steps=20", "model.n_rnn=1,2")
+    result = run_script("train.py", args, cwd=sweep_dir.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (summary(p.parent) for p in sorted(sweep_dir.glob("*/summary.json")))
     assert a["status"] == b["status"] == "ok"
     assert a["pid"] != b["pid"]  # separate processes
     assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlap
+    return [a, b]
 
 
 def test_joblib_runs_jobs_in_parallel_processes_sharing_the_cores(corpus_cache, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    sweep_dir = tmp_path / "sweep"
-    args = sweep_args(
-        corpus_cache,
-        sweep_dir,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "trainer.max_steps=20",
-        "model.n_rnn=1,2",
+    jobs = run_two_parallel_jobs(
+        corpus_cache, tmp_path / "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
     )
-    result = run_script("train.py", args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
-    assert len(jobs) == 2
-    _ran_in_parallel(jobs)
     cores = os.cpu_count() or 1
-    assert all(summary(j)["torch_threads"] == max(1, cores // 2) for j in jobs)
+    assert all(job["torch_threads"] == max(1, cores // 2) for job in jobs)
 
 
 def test_submitit_local_runs_the_same_code_path(corpus_cache, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = tmp_path / "sweep"
-    args = sweep_args(
-        corpus_cache,
-        sweep_dir,
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.cpus_per_task=1",
-        "trainer.max_steps=20",
-        "model.n_rnn=1,2",
+    jobs = run_two_parallel_jobs(
+        corpus_cache, sweep_dir, "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"
     )
-    result = run_script("train.py", args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
-    assert len(jobs) == 2
-    _ran_in_parallel(jobs)
-    assert all(summary(j)["torch_threads"] == 1 for j in jobs)
+    assert all(job["torch_threads"] == 1 for job in jobs)
     assert (sweep_dir / ".submitit").is_dir() and (sweep_dir / "report.md").is_file()
 
 
