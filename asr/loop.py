@@ -347,19 +347,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                             loss=f"{avg:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}"
                         )
                         window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, now
-                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
+                    done = run_progress() >= 1.0 or stop.signal is not None
                     if not done and t.eval_every_steps and counters.step % t.eval_every_steps == 0:
                         evaluate_dev()
                         window_start = time.perf_counter()  # eval time is not training time
+                        done = patience_out()
                     if done:
                         break
                     step_start = time.perf_counter()
                 else:  # the epoch ran to its end
                     counters.epoch += 1
                     counters.batch_in_epoch = 0
-                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
+                    done = run_progress() >= 1.0 or stop.signal is not None
                     if stop.signal is None and counters.last_eval_step != counters.step:
                         evaluate_dev()
+                    done = done or patience_out()
                     window_start = time.perf_counter()
                 bar.close()
             if stop.signal is not None:

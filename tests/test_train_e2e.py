@@ -140,3 +140,21 @@ def test_training_lowers_the_loss(corpus_cache: Path, tmp_path: Path):
     assert len(dev) == 6  # one dev evaluation per epoch
     assert losses[-1] < 0.7 * losses[0]
     assert dev[-1] < dev[0]
+
+
+def test_patience_stops_a_run_that_no_longer_improves(corpus_cache: Path, tmp_path: Path):
+    run_dir = tmp_path / "patient"
+    frozen = ["optim.schedule=constant", "optim.lr=1e-12", "model.dropout=0.0", "augment=none"]
+    args = train_args(
+        corpus_cache,
+        run_dir,
+        *frozen,
+        "trainer.eval_every_steps=1",
+        "trainer.patience=2",
+        "trainer.max_steps=50",
+    )
+    result = run_script("train.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [m["step"] for m in read_jsonl(run_dir / "metrics.jsonl") if "dev/cer" in m]
+    assert evals == [1, 2, 3]  # the first sets the best, two more without a better CER stop it
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == 3
