@@ -14,14 +14,13 @@ import torch
 from asr import checkpoint
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import SkipReport
-from asr.data.loader import ctc_frames_fn, load_split, make_loader
+from asr.data.loader import ctc_frames_fn, load_split, make_loader, make_logmel
 from asr.data.synth import SynthSpec
-from asr.features import LogMel
 from asr.inference import transcribe
 from asr.loop import pick_device
 from asr.metrics import utterance_cer
 from asr.model import DeepSpeech2, ModelConfig, num_params
-from asr.schema import ConfigError, EvaluateConfig
+from asr.schema import ConfigError, DataConfig, EvaluateConfig
 from asr.text import Vocabulary
 from asr.tracking import Tracker
 
@@ -42,7 +41,9 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     vocab = Vocabulary.from_dict(state["vocab"])
-    data = state["config"]["data"]
+    data = DataConfig(
+        **{**state["config"]["data"], "synth": SynthSpec(**state["config"]["data"]["synth"])}
+    )
     model = load_model(state)
     n_params = num_params(model)
     output_lengths = model.output_lengths
@@ -53,22 +54,16 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
             model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
         )
     model.to(device)
-    logmel = LogMel(
-        data["sample_rate"], data["n_mels"], data["n_fft"], data["win_length"], data["hop_length"]
-    )
+    logmel = make_logmel(data)
 
     if cfg.manifest:
         source, manifest = cfg.manifest, Path(cfg.manifest).expanduser().resolve()
     else:
-        source = f"{data['corpus']}:{cfg.split}"
+        source = f"{data.corpus}:{cfg.split}"
         manifest = Path(state["manifests"].get(cfg.split, ""))
         if not manifest.is_file():  # e.g. another machine: rebuild the corpus from its spec
-            manifests = resolve_manifests(
-                data["corpus"],
-                data["cache_dir"],
-                SynthSpec(**data["synth"]),
-                {s: data.get(f"{s}_manifest") for s in ("train", "dev", "test")},
-            )
+            given = {s: getattr(data, f"{s}_manifest") for s in ("train", "dev", "test")}
+            manifests = resolve_manifests(data.corpus, data.cache_dir, data.synth, given)
             if cfg.split not in manifests:
                 raise ConfigError(
                     f"split={cfg.split}: the checkpoint's data has no {cfg.split} split"
@@ -77,7 +72,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
 
     report = SkipReport()
     frames = ctc_frames_fn(logmel, output_lengths)
-    utts = load_split(manifest, vocab, data["language"], float("inf"), frames, report)
+    utts = load_split(manifest, vocab, data.language, float("inf"), frames, report)
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
     loader, _ = make_loader(utts, logmel, None, cfg.batch_size, 10, 0, False, num_workers=0)

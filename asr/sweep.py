@@ -16,7 +16,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from asr.report import load_jobs, make_report
+from asr.report import Job, load_jobs, make_report
+
+
+def _count(jobs: list[Job], status: str) -> int:
+    return sum(j.summary.get("status") == status for j in jobs)
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -41,8 +45,7 @@ class SweepCallback(Callback):
         error = f": {job_return._return_value}" if status == "failed" else ""
         make_report(sweep_dir, plots=self.plots)
         jobs = load_jobs(sweep_dir)
-        ok = sum(j.summary.get("status") == "ok" for j in jobs)
-        failed = sum(j.summary.get("status") == "failed" for j in jobs)
+        ok, failed = _count(jobs, "ok"), _count(jobs, "failed")
         print(f"[sweep] job {job} {status}{error} | {ok} ok, {failed} failed so far", flush=True)
 
     def _final_words(self) -> None:
@@ -50,5 +53,5 @@ class SweepCallback(Callback):
             return
         print(make_report(self.sweep_dir, plots=self.plots), flush=True)
         jobs = load_jobs(self.sweep_dir)
-        ok = sum(j.summary.get("status") == "ok" for j in jobs)
+        ok = _count(jobs, "ok")
         print(f"[sweep] {ok} succeeded, {len(jobs) - ok} failed or unfinished", flush=True)

@@ -324,20 +324,10 @@ class Tracker:
     # -- summary ---------------------------------------------------------------------------
 
     def _load_summary(self) -> dict[str, Any]:
-        try:
-            loaded = json.loads(self.summary_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            log.warning("ignoring unreadable %s: %s", self.summary_path, _one_line(e))
-            return {}
-        return loaded if isinstance(loaded, dict) else {}
+        return read_summary(self.run_dir)
 
     def _write_summary(self) -> None:
-        # tmp + os.replace: a crash mid-write never leaves a truncated summary.json.
-        tmp = self.summary_path.with_name(self.summary_path.name + ".tmp")
-        tmp.write_text(json.dumps(self._summary, indent=2, sort_keys=True) + "\n", "utf-8")
-        os.replace(tmp, self.summary_path)
+        _write_json_atomic(self.summary_path, self._summary)
 
     def update_summary(self, **values: Any) -> None:
         """Merge final/best values (e.g. best_wer) into summary.json and the W&B run summary."""
@@ -406,12 +396,23 @@ class Tracker:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    """A run's summary.json, or {} when there is none (or it cannot be read)."""
+    """A run's summary.json, or {} when there is none (an unreadable one is reported)."""
+    path = Path(run_dir) / "summary.json"
     try:
-        loaded = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("ignoring unreadable %s: %s", path, _one_line(e))
         return {}
     return loaded if isinstance(loaded, dict) else {}
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    # tmp + os.replace: a crash mid-write never leaves a truncated summary.json.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", "utf-8")
+    os.replace(tmp, path)
 
 
 def record_failure(run_dir: Path, error: BaseException, **values: Any) -> None:
@@ -425,6 +426,4 @@ def record_failure(run_dir: Path, error: BaseException, **values: Any) -> None:
     summary.update({k: _plain(v) for k, v in values.items()})
     summary.update(status="failed", error=_one_line(error), finished_at=time.time())
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", "utf-8")
-    os.replace(tmp, run_dir / "summary.json")
+    _write_json_atomic(run_dir / "summary.json", summary)
