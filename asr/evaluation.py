@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import torch
 
 from asr import checkpoint
 from asr.data.corpus import resolve_manifests
-from asr.data.dataset import SkipReport
-from asr.data.loader import ctc_frames_fn, load_split, make_loader, make_logmel
+from asr.data.dataset import SkipReport, prepare_utterances
+from asr.data.loader import ctc_frames_fn, make_loader, make_logmel
+from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
 from asr.inference import transcribe
 from asr.loop import pick_device
@@ -72,7 +74,9 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
 
     report = SkipReport()
     frames = ctc_frames_fn(logmel, output_lengths)
-    utts = load_split(manifest, vocab, data.language, float("inf"), frames, report)
+    utts = prepare_utterances(
+        read_manifest(manifest), vocab, data.language, math.inf, frames, report
+    )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
     loader, _ = make_loader(utts, logmel, None, cfg.batch_size, 10, 0, False, num_workers=0)

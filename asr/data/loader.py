@@ -46,18 +46,6 @@ def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch
     return frames
 
 
-def load_split(
-    manifest: Path,
-    vocab: Vocabulary,
-    language: str,
-    max_duration: float,
-    output_frames: Callable[[float], int],
-    report: SkipReport,
-) -> list[Utterance]:
-    entries = read_manifest(manifest)
-    return prepare_utterances(entries, vocab, language, max_duration, output_frames, report)
-
-
 @dataclass
 class Splits:
     manifests: dict[str, Path]
@@ -80,7 +68,9 @@ def load_splits(
     manifests = resolve_manifests(d.corpus, d.cache_dir, d.synth, given, log=log)
     report = SkipReport()
     utts = {
-        split: load_split(path, vocab, d.language, d.max_duration, output_frames, report)
+        split: prepare_utterances(
+            read_manifest(path), vocab, d.language, d.max_duration, output_frames, report
+        )
         for split, path in manifests.items()
     }
     n_train = len(utts.get("train", []))
