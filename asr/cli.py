@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
 from asr.loop import RunInterrupted, train
+from asr.report import parse_overrides
 from asr.schema import ConfigError, LoggerConfig
 from asr.tracking import read_summary, record_failure
 
@@ -146,8 +147,7 @@ def train_job(cfg: DictConfig) -> float:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     try:
         train_cfg = to_train_config(cfg)
-        swept = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-        swept = [k for k in swept if not k.startswith("hydra")]
+        swept = list(parse_overrides(overrides))
         train_cfg.logger = sweep_logger(train_cfg.logger, hydra_cfg.sweep.dir, run_dir.name, swept)
         if train_cfg.trainer.num_threads is None:
             train_cfg.trainer.num_threads = threads_per_job(hydra_cfg.launcher)

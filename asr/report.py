@@ -52,7 +52,8 @@ class Job:
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def _parse_overrides(items: list[str]) -> dict[str, str]:
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """Hydra override strings -> {key: value}, without `+`/`~` prefixes and hydra.* keys."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
@@ -80,7 +81,7 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
                     continue  # a line cut by a crash
                 if "dev/cer" in row:
                     curve.append((int(row["step"]), float(row["dev/cer"])))
-        overrides = _parse_overrides(summary.get("overrides") or [])
+        overrides = parse_overrides(summary.get("overrides") or [])
         jobs.append(Job(path.name, path, overrides, summary, curve))
     return jobs
 
@@ -245,10 +246,12 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def make_report(sweep_dir: str | Path, plots: bool = True) -> str:
-    """Write report.md/.csv (and plots) into the sweep dir; return a terminal summary."""
+def make_report(sweep_dir: str | Path, plots: bool = True, jobs: list[Job] | None = None) -> str:
+    """Write report.md/.csv (and plots) into the sweep dir; return a terminal summary.
+
+    `jobs`: what `load_jobs(sweep_dir)` returns, when the caller has it already."""
     sweep_dir = Path(sweep_dir)
-    jobs = load_jobs(sweep_dir)
+    jobs = load_jobs(sweep_dir) if jobs is None else jobs
     if not jobs:
         return f"no jobs with a summary.json under {sweep_dir}"
     keys = swept_keys(jobs)

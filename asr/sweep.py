@@ -43,15 +43,15 @@ class SweepCallback(Callback):
         job = Path(config.hydra.runtime.output_dir).name
         status = getattr(job_return.status, "name", str(job_return.status)).lower()
         error = f": {job_return._return_value}" if status == "failed" else ""
-        make_report(sweep_dir, plots=self.plots)
         jobs = load_jobs(sweep_dir)
+        make_report(sweep_dir, plots=self.plots, jobs=jobs)
         ok, failed = _count(jobs, "ok"), _count(jobs, "failed")
         print(f"[sweep] job {job} {status}{error} | {ok} ok, {failed} failed so far", flush=True)
 
     def _final_words(self) -> None:
         if self.sweep_dir is None or not self.sweep_dir.is_dir():
             return
-        print(make_report(self.sweep_dir, plots=self.plots), flush=True)
         jobs = load_jobs(self.sweep_dir)
+        print(make_report(self.sweep_dir, plots=self.plots, jobs=jobs), flush=True)
         ok = _count(jobs, "ok")
         print(f"[sweep] {ok} succeeded, {len(jobs) - ok} failed or unfinished", flush=True)
