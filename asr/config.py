@@ -44,6 +44,8 @@ GROUPS = {
 JOB_DIR_EXCLUDE = frozenset(
     {
         "data.cache_dir",
+        "data.root",
+        "data.alphabet",
         "data.train_manifest",
         "data.dev_manifest",
         "data.test_manifest",

@@ -22,6 +22,7 @@ __all__ = [
     "LoggerConfig",
     "ModelConfig",
     "OptimConfig",
+    "RecipeSpec",
     "SynthSpec",
     "TrainConfig",
     "TrainerConfig",
@@ -37,10 +38,38 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+CORPORA = ("synth_es", "manifest", "librispeech", "commonvoice", "folder", "asterisk")
+RECIPES = CORPORA[2:]  # corpora that `python -m asr.data prepare` turns into manifests
+
+
+@dataclass
+class RecipeSpec:
+    """How a recipe corpus (`data.corpus` in RECIPES) becomes train/dev/test manifests.
+
+    The same options as `python -m asr.data prepare <recipe>`; a run prepares the manifests
+    into `cache_dir` on first use (keyed by recipe, root and these options) and reuses them.
+    """
+
+    # Which part of the corpus each split reads: LibriSpeech folders (`train-clean-100`, a
+    # comma-separated list for several), Common Voice tables (`train` for train.tsv). null: the
+    # recipe's default; an empty string: no such split.
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    table: str = "transcripts.tsv"  # folder: the transcript table (path, text), under root
+    # Corpora without their own splits (folder, asterisk) hold out these shares, chosen by a
+    # stable hash of each file's path, so adding files never moves the old ones between splits.
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
 @dataclass
 class DataConfig:
-    corpus: str = "synth_es"  # synth_es | manifest
-    language: str = "es"
+    corpus: str = "synth_es"  # synth_es | manifest | librispeech | commonvoice | folder | asterisk
+    language: str = "es"  # es | en: text normalization (es also maps ñ -> ni)
+    alphabet: str | None = None  # a custom alphabet file (one symbol per line); null: a-z ' space
+    root: str | None = None  # recipe corpora: the corpus folder as downloaded
+    recipe: RecipeSpec = field(default_factory=RecipeSpec)
     train_manifest: str | None = None
     dev_manifest: str | None = None
     test_manifest: str | None = None
@@ -59,8 +88,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(
-            self.corpus in ("synth_es", "manifest"),
-            f"corpus must be synth_es|manifest (got {self.corpus!r})",
+            self.corpus in CORPORA,
+            f"corpus must be one of {'|'.join(CORPORA)} (got {self.corpus!r})",
         )
         _check(
             self.language in LANGUAGES,
@@ -152,6 +181,9 @@ class TrainerConfig:
     resume: str | None = None  # a run directory or checkpoint to continue from
     init_from: str | None = None  # a checkpoint whose weights start a new run (fine-tuning)
     max_nonfinite_steps: int = 50  # consecutive skipped steps before the run fails
+    # last.pt is also written every this many steps (besides each dev evaluation), bounding
+    # what a SIGKILL can lose; null: only at dev evaluations and on SIGTERM.
+    checkpoint_every_steps: int | None = None
     patience: int | None = None  # stop after this many dev evaluations without a better CER
 
     def __post_init__(self) -> None:
@@ -186,6 +218,10 @@ class TrainerConfig:
         _check(
             self.max_nonfinite_steps >= 1,
             f"max_nonfinite_steps must be >= 1 (got {self.max_nonfinite_steps})",
+        )
+        _check(
+            self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+            f"checkpoint_every_steps must be >= 1 or null (got {self.checkpoint_every_steps})",
         )
         _check(
             self.patience is None or self.patience >= 1,
