@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from asr.schema import (
+    RECIPES,
     AugmentConfig,
     ConfigError,
     DataConfig,
@@ -29,6 +32,7 @@ from asr.schema import (
     TrainConfig,
     TrainerConfig,
 )
+from asr.text import make_vocabulary
 
 GROUPS = {
     "model": ModelConfig,
@@ -88,10 +92,19 @@ def job_dirname(overrides: list[str]) -> str:
     return name
 
 
+def n_class_for(alphabet: str | None) -> int:
+    """`${asr.n_class:${data.alphabet}}`: the model's output classes follow the alphabet."""
+    try:
+        return make_vocabulary(alphabet).n_class
+    except ValueError as e:
+        raise ConfigError(f"data.alphabet: {e}") from None
+
+
 def register_configs() -> None:
     """Register `base_train`, `base_evaluate`, one `base_<group>` schema per group, and the
-    `asr.job_dir` resolver that names sweep job folders."""
+    resolvers `asr.job_dir` (names sweep job folders) and `asr.n_class`."""
     OmegaConf.register_new_resolver("asr.job_dir", job_dirname, replace=True)
+    OmegaConf.register_new_resolver("asr.n_class", n_class_for, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)
@@ -102,6 +115,9 @@ def register_configs() -> None:
 def _to_object(node: Any, prefix: str) -> Any:
     try:
         return OmegaConf.to_object(node)
+    except InterpolationResolutionError as e:  # a resolver's own error, e.g. asr.n_class
+        message = str(e).splitlines()[0].split("raised while resolving interpolation: ")[-1]
+        raise ConfigError(message) from None
     except ValueError as e:  # raised by a schema's __post_init__, already one line
         raise ConfigError(f"{prefix}.{e}") from None
 
@@ -141,10 +157,48 @@ def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
 
 
 def check_cross_fields(cfg: TrainConfig) -> None:
-    """Checks that involve more than one group."""
+    """Checks that involve more than one group, or the file system: all before any work."""
+    d = cfg.data
+    try:
+        vocab = make_vocabulary(d.alphabet)
+    except ValueError as e:
+        raise ConfigError(f"data.alphabet: {e}") from None
+    if cfg.model.n_class != vocab.n_class:
+        raise ConfigError(
+            f"model.n_class ({cfg.model.n_class}) must be {vocab.n_class}: the alphabet has "
+            f"{len(vocab.symbols)} symbols plus the CTC blank"
+        )
+    if d.corpus in RECIPES:
+        if not d.root and d.corpus != "asterisk":  # asterisk can fetch its Debian packages
+            raise ConfigError(f"data.root is required for data.corpus={d.corpus}")
+        if d.root and not Path(d.root).expanduser().is_dir():
+            raise ConfigError(f"data.root does not exist: {d.root}")
+    if d.corpus == "manifest":
+        for split in ("train", "dev", "test"):
+            value = getattr(d, f"{split}_manifest")
+            if value and not Path(value).expanduser().is_file():
+                raise ConfigError(f"data.{split}_manifest does not exist: {value}")
     if cfg.model.n_feats != cfg.data.n_mels:
         raise ConfigError(
             f"model.n_feats ({cfg.model.n_feats}) must equal data.n_mels ({cfg.data.n_mels})"
         )
     if cfg.trainer.precision == "bf16" and cfg.trainer.device == "cpu":
         raise ConfigError("trainer.precision=bf16 is for CUDA; on CPU it is slower than fp32")
+
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose_train_config(overrides: list[str] | None = None) -> TrainConfig:
+    """`conf/train.yaml` with `overrides`, composed outside `@hydra.main`: how tools such as
+    `python -m asr.data check` take their defaults from the same place training does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_configs()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = compose("train", overrides=list(overrides or []))
+    except HydraException as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    return to_train_config(cfg)

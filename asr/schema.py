@@ -187,6 +187,10 @@ class TrainerConfig:
     patience: int | None = None  # stop after this many dev evaluations without a better CER
 
     def __post_init__(self) -> None:
+        _check(
+            not (self.max_steps == 0 and self.max_minutes == 0),
+            "max_steps and max_minutes are both 0: nothing would train (null means no limit)",
+        )
         budgets = {"max_epochs": self.max_epochs, "max_steps": self.max_steps}
         budgets["max_minutes"] = self.max_minutes
         _check(

@@ -5,8 +5,13 @@ model has 29 classes. Normalization turns raw corpus text into that alphabet:
 
 - lowercase, `ñ -> ni` for Spanish (the seed's README rule, which its code never applied),
 - accents stripped (`á -> a`, `ü -> u`), punctuation removed, whitespace collapsed,
-- anything still outside the alphabet (digits, other scripts) is dropped AND counted, so a
-  corpus that needs a bigger alphabet says so instead of silently losing characters.
+- anything still outside the alphabet (digits, other scripts) is reported in `dropped`; the data
+  pipeline skips such an utterance (its label would no longer match the audio) and counts the
+  characters, so a corpus that needs a bigger alphabet says so instead of silently losing them.
+
+A custom alphabet (`data.alphabet`: a file, one symbol per line, `<SPACE>` for the space) keeps
+its own characters: accents are only stripped from characters the alphabet lacks, and Spanish
+`ñ` becomes `ni` only when the alphabet has no `ñ`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SPACE = "<SPACE>"
 SEED_SYMBOLS: tuple[str, ...] = ("'", SPACE, *string.ascii_lowercase)
@@ -64,6 +70,43 @@ class Vocabulary:
     def from_dict(cls, d: dict) -> Vocabulary:
         return cls(tuple(d["symbols"]))
 
+    @classmethod
+    def from_file(cls, path: str | Path) -> Vocabulary:
+        """An alphabet file: one symbol per line (a single character, or `<SPACE>`), in label
+        order; blank lines and lines starting with `#` are skipped."""
+        path = Path(path).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read alphabet file {path}: {e}") from None
+        symbols = []
+        for lineno, line in enumerate(lines, start=1):
+            symbol = line.strip("\r\n")
+            if not symbol.strip() or symbol.startswith("#"):
+                continue
+            symbol = symbol.strip()
+            if symbol != SPACE and len(symbol) != 1:
+                raise ValueError(
+                    f"{path}:{lineno}: a symbol is one character or {SPACE} (got {symbol!r})"
+                )
+            symbols.append(symbol)
+        if not symbols:
+            raise ValueError(f"alphabet file {path} holds no symbols")
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            raise ValueError(f"alphabet file {path} repeats {dupes}")
+        return cls(tuple(symbols))
+
+    @property
+    def characters(self) -> frozenset[str]:
+        """The text characters the labels stand for (`<SPACE>` as " ")."""
+        return frozenset(" " if s == SPACE else s for s in self.symbols)
+
+
+def make_vocabulary(alphabet: str | Path | None = None) -> Vocabulary:
+    """The seed's 28 symbols (es and en), or a custom alphabet file."""
+    return Vocabulary.from_file(alphabet) if alphabet else Vocabulary()
+
 
 @dataclass
 class Normalized:
@@ -81,15 +124,19 @@ def normalize(text: str, language: str, vocab: Vocabulary | None = None) -> Norm
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {'|'.join(LANGUAGES)} (got {language!r})")
     vocab = vocab or Vocabulary()
-    allowed = {" " if s == SPACE else s for s in vocab.symbols}
-    text = text.lower()
-    if language == "es":
+    allowed = vocab.characters
+    text = unicodedata.normalize("NFC", text).lower()
+    if language == "es" and "ñ" not in allowed:
         text = text.replace("ñ", "ni")  # before accent stripping, which would make it "n"
-    text = _strip_accents(text)
     text = text.replace("’", "'").replace("`", "'")
     kept: list[str] = []
     dropped: Counter[str] = Counter()
     for c in text:
+        if c not in allowed and not c.isspace():
+            base = _strip_accents(c)  # á -> a, unless the alphabet has á itself
+            if base and all(b in allowed for b in base):
+                kept.append(base)
+                continue
         if c in allowed:
             kept.append(c)
         elif c.isspace() or c in "-_/":

@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from asr.config import to_train_config
-from asr.schema import ConfigError
+from asr.schema import RECIPES, ConfigError
 from tests.conftest import CONF, ROOT, compose_train, run_script
 
 
@@ -23,13 +23,52 @@ def test_n_feats_follows_n_mels():
     assert cfg.model.n_feats == 80
 
 
-def test_every_group_option_composes():
+def test_every_group_option_composes(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).touch()
     for group in ("model", "data", "optim", "augment", "trainer", "logger"):
         for yaml in sorted((CONF / group).glob("*.yaml")):
             overrides = [f"{group}={yaml.stem}"]
             if yaml.stem == "manifest":
-                overrides += ["data.train_manifest=a.jsonl", "data.dev_manifest=b.jsonl"]
+                overrides += [f"data.train_manifest={tmp_path}/a.jsonl"]
+                overrides += [f"data.dev_manifest={tmp_path}/b.jsonl"]
+            if group == "data" and yaml.stem in RECIPES:
+                overrides += [f"data.root={tmp_path}"]
             to_train_config(compose_train(overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["trainer.max_steps=0", "trainer.max_minutes=0"],
+            "trainer.max_steps and max_minutes are both 0",
+        ),
+        (["data=folder", "data.root=/no/such/dir"], "data.root does not exist: /no/such/dir"),
+        (
+            ["data=librispeech", "data.root=null"],
+            "data.root is required for data.corpus=librispeech",
+        ),
+        (
+            ["data=manifest", "data.train_manifest=/no/t.jsonl", "data.dev_manifest=/no/d.jsonl"],
+            "data.train_manifest does not exist: /no/t.jsonl",
+        ),
+        (["data.alphabet=/no/abc.txt"], "data.alphabet: cannot read alphabet file /no/abc.txt"),
+        (["model.n_class=40"], "model.n_class (40) must be 29: the alphabet has 28 symbols"),
+    ],
+)
+def test_cross_field_guard_rails_name_the_culprit(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        to_train_config(compose_train(overrides))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_custom_alphabet_sizes_the_model(tmp_path):
+    alphabet = tmp_path / "abc.txt"
+    alphabet.write_text("<SPACE>\na\nb\nc\nñ\n")
+    cfg = to_train_config(compose_train([f"data.alphabet={alphabet}"]))
+    assert cfg.model.n_class == 6  # 5 symbols + the CTC blank
 
 
 def test_groups_really_switch():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -11,15 +12,25 @@ import torchaudio.functional as AF
 
 
 class AudioError(Exception):
-    """An utterance whose audio cannot be used: `reason` is a short key for skip counts."""
+    """An utterance whose audio cannot be used: `reason` is its kind in `asr.data.checks.KINDS`."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read a file as float32 mono at `sample_rate` -> (N,). Raises AudioError."""
+class Audio(NamedTuple):
+    wave: torch.Tensor  # (N,) float32 mono at the requested rate
+    source_rate: int  # the file's own sample rate
+    channels: int  # the file's channel count (mixed down to one)
+    source_seconds: float  # the file's real duration
+
+
+def read_audio(path: str | Path, sample_rate: int) -> Audio:
+    """Read a file as float32 mono at `sample_rate`, and say what it was. Raises AudioError."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing_file", f"audio file not found: {path}")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for broken files
@@ -31,4 +42,9 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     wave = torch.from_numpy(data.mean(axis=1))  # mixdown: mean over channels
     if sr != sample_rate:
         wave = AF.resample(wave, sr, sample_rate)
-    return wave
+    return Audio(wave, int(sr), int(data.shape[1]), data.shape[0] / sr)
+
+
+def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Read a file as float32 mono at `sample_rate` -> (N,). Raises AudioError."""
+    return read_audio(path, sample_rate).wave

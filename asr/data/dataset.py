@@ -9,10 +9,8 @@ in its batch, never a crash.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import pairwise
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +18,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.data.audio import AudioError, load_audio
+from asr.data.checks import ProblemReport, check_transcript
 from asr.data.manifest import Entry
 from asr.features import LogMel, SpecAugment
-from asr.text import Vocabulary, normalize
+from asr.text import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -34,29 +33,7 @@ class Utterance:
     duration: float
 
 
-@dataclass
-class SkipReport:
-    """Why utterances were dropped: counts by reason plus the first few examples of each."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    dropped_chars: Counter[str] = field(default_factory=Counter)  # outside the alphabet
-
-    def add(self, reason: str, utt_id: str, max_examples: int = 5) -> None:
-        self.counts[reason] += 1
-        examples = self.examples.setdefault(reason, [])
-        if len(examples) < max_examples:
-            examples.append(utt_id)
-
-    def summary(self) -> str:
-        parts = [f"{n} {reason}" for reason, n in sorted(self.counts.items())]
-        return ", ".join(parts) if parts else "none"
-
-
-def min_ctc_frames(labels: Sequence[int]) -> int:
-    """CTC needs one frame per label plus a blank between each pair of repeated labels."""
-    repeats = sum(1 for a, b in pairwise(labels) if a == b)
-    return len(labels) + repeats
+SkipReport = ProblemReport  # the name training and evaluation use for it
 
 
 def prepare_utterances(
@@ -65,28 +42,24 @@ def prepare_utterances(
     language: str,
     max_duration: float,
     output_frames: Callable[[float], int],
-    report: SkipReport,
+    report: ProblemReport,
 ) -> list[Utterance]:
-    """Keep the entries that can train; every one dropped is counted in `report` by reason.
+    """Keep the entries that can train; every one dropped is counted in `report` by kind.
 
-    `output_frames(duration)` is the number of CTC frames the model emits for that duration.
+    These are the checks that need no audio (see `asr.data.checks`); the audio checks run when
+    an utterance is loaded. `output_frames(duration)` is the CTC frame count the model emits.
     """
     utts: list[Utterance] = []
     for e in entries:
-        norm = normalize(e.text, language, vocab)
-        report.dropped_chars.update(norm.dropped)
-        if not norm.text:
-            report.add("empty_text", e.utt_id)
-        elif e.duration > max_duration:
-            report.add("too_long_duration", e.utt_id)
-        elif not e.audio_path.is_file():
-            report.add("missing_file", e.utt_id)
+        check = check_transcript(e.text, e.duration, vocab, language, max_duration, output_frames)
+        report.dropped_chars.update(check.dropped)
+        if check.problem is None and not e.audio_path.is_file():
+            report.add("missing_file", e.utt_id, str(e.audio_path))
+        elif check.problem is not None:
+            detail = "".join(sorted(check.dropped)) if check.dropped else ""
+            report.add(check.problem, e.utt_id, detail)
         else:
-            labels = tuple(vocab.encode(norm.text))
-            if output_frames(e.duration) < min_ctc_frames(labels):
-                report.add("too_long_for_ctc", e.utt_id)
-            else:
-                utts.append(Utterance(e.utt_id, e.audio_path, norm.text, labels, e.duration))
+            utts.append(Utterance(e.utt_id, e.audio_path, check.text, check.labels, e.duration))
     return utts
 
 
