@@ -64,8 +64,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         source = f"{data.corpus}:{cfg.split}"
         manifest = Path(state["manifests"].get(cfg.split, ""))
         if not manifest.is_file():  # e.g. another machine: rebuild the corpus from its spec
-            given = {s: getattr(data, f"{s}_manifest") for s in ("train", "dev", "test")}
-            manifests = resolve_manifests(data.corpus, data.cache_dir, data.synth, given)
+            manifests = resolve_manifests(data)
             if cfg.split not in manifests:
                 raise ConfigError(
                     f"split={cfg.split}: the checkpoint's data has no {cfg.split} split"
@@ -75,7 +74,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     report = SkipReport()
     frames = ctc_frames_fn(logmel, output_lengths)
     utts = prepare_utterances(
-        read_manifest(manifest), vocab, data.language, math.inf, frames, report
+        read_manifest(manifest, report), vocab, data.language, math.inf, frames, report
     )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
@@ -102,7 +101,8 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
             "seconds": time.perf_counter() - start,
             "quantized": cfg.quantize,
             "n_params": n_params,
-            "skipped": dict(report.counts),
+            "skipped": report.skipped,
+            "repaired": report.repaired,
             "trained_steps": state["counters"]["step"],
             "device": str(device),
         }

@@ -64,12 +64,11 @@ def load_splits(
     log: Callable[[str], None] = print,
 ) -> Splits:
     """Resolve (or build) the manifests and keep what can train; refuse an unusable set-up."""
-    given = {"train": d.train_manifest, "dev": d.dev_manifest, "test": d.test_manifest}
-    manifests = resolve_manifests(d.corpus, d.cache_dir, d.synth, given, log=log)
+    manifests = resolve_manifests(d, log=log)
     report = SkipReport()
     utts = {
         split: prepare_utterances(
-            read_manifest(path), vocab, d.language, d.max_duration, output_frames, report
+            read_manifest(path, report), vocab, d.language, d.max_duration, output_frames, report
         )
         for split, path in manifests.items()
     }
