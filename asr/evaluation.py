@@ -22,7 +22,7 @@ from asr.inference import transcribe
 from asr.loop import pick_device
 from asr.metrics import utterance_cer
 from asr.model import DeepSpeech2, ModelConfig, num_params
-from asr.schema import ConfigError, DataConfig, EvaluateConfig
+from asr.schema import ConfigError, DataConfig, EvaluateConfig, RecipeSpec
 from asr.text import Vocabulary
 from asr.tracking import Tracker
 
@@ -43,8 +43,13 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     vocab = Vocabulary.from_dict(state["vocab"])
+    saved = state["config"]["data"]
     data = DataConfig(
-        **{**state["config"]["data"], "synth": SynthSpec(**state["config"]["data"]["synth"])}
+        **{
+            **saved,
+            "synth": SynthSpec(**saved["synth"]),
+            "recipe": RecipeSpec(**saved.get("recipe", {})),
+        }
     )
     model = load_model(state)
     n_params = num_params(model)

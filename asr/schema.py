@@ -62,6 +62,15 @@ class RecipeSpec:
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
 
+    def __post_init__(self) -> None:
+        for key in ("dev_fraction", "test_fraction"):
+            value = getattr(self, key)
+            _check(0 <= value < 1, f"recipe.{key} must be in [0, 1) (got {value})")
+        _check(
+            self.dev_fraction + self.test_fraction < 1,
+            "recipe.dev_fraction + recipe.test_fraction must leave some training data (< 1)",
+        )
+
 
 @dataclass
 class DataConfig:

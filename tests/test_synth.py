@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.data.cache import DONE_MARKER
 from asr.data.espeak import Espeak, EspeakError, trim_silence
 from asr.data.sentences_es import generate_sentences, number_words, sentence_key
 from asr.data.synth import (
-    DONE_MARKER,
     INFO_FILE,
     SPLITS,
     VOICES_FILE,

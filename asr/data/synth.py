@@ -23,15 +23,11 @@ directory and renamed into place once complete.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
-import os
 import random
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +38,7 @@ import torch
 import torchaudio.functional as F
 
 from asr.data import sentences_es
+from asr.data.cache import build_once
 from asr.data.espeak import Espeak
 
 CORPUS_NAME = "synth_es"
@@ -51,7 +48,6 @@ VOICES = ("es", "es-419")
 RATE_RANGE = (120, 200)  # words per minute
 PITCH_RANGE = (25, 75)  # espeak pitch, 0..100
 TEST_VARIANT_FRACTION = 0.2
-DONE_MARKER = "DONE"
 INFO_FILE = "info.json"
 VOICES_FILE = "voices.tsv"  # how each utterance was spoken: split, id, voice, variant, rate, pitch
 
@@ -95,58 +91,23 @@ def _manifests(corpus: Path) -> dict[str, Path]:
     return {split: corpus / f"{split}.jsonl" for split in SPLITS}
 
 
-def _is_complete(corpus: Path) -> bool:
-    return (corpus / DONE_MARKER).is_file()
-
-
-@contextmanager
-def _exclusive_lock(path: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (the file is created, and left in place: deleting a
-    lock file while another process waits on it would let two processes in at once)."""
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another process building {path.stem} ...")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def build_synth_corpus(
     cache_dir: str | Path, spec: SynthSpec, log: Callable[[str], None] = print
 ) -> dict[str, Path]:
     """Split -> manifest path of the `synth_es` corpus for `spec`, building it on first use.
 
     Returns at once when the corpus is already complete. Otherwise takes the cache lock,
-    builds into `<cache_dir>/.tmp-<name>-<pid>`, writes `DONE` last and renames the directory
-    into place; a process that waited on the lock finds the finished corpus and reuses it.
+    builds it through `asr.data.cache.build_once` (lock, temporary folder, `DONE`, rename).
     """
-    cache_dir = Path(cache_dir).expanduser()
-    final = synth_corpus_dir(cache_dir, spec)
-    if _is_complete(final):
-        return _manifests(final)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(cache_dir / f"{final.name}.lock", log):
-        if _is_complete(final):  # built by the process we waited for
-            return _manifests(final)
-        # Holding the lock, any tmp dir of this corpus is a crashed build's leftover, and a
-        # final dir without DONE cannot come from this code: clear both.
-        for stale in cache_dir.glob(f".tmp-{final.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp = cache_dir / f".tmp-{final.name}-{os.getpid()}"
+    final = synth_corpus_dir(Path(cache_dir).expanduser(), spec)
+    info: dict = {}
+
+    def build(tmp: Path) -> None:
         log(f"building {CORPUS_NAME} corpus (first use) into {final} ...")
-        try:
-            info = _build(tmp, spec, log)
-            (tmp / DONE_MARKER).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        info.update(_build(tmp, spec, log))
+
+    if not build_once(final, build, log):
+        return _manifests(final)
     counts, hours = info["utterances"], info["hours"]
     log(
         f"built {counts['train']} train / {counts['dev']} dev / {counts['test']} test "

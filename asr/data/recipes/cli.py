@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             test_fraction=args.test_fraction,
         )
         manifests = prepare(args.recipe, root, Path(args.out).expanduser(), spec, language)
-    except (RecipeError, OSError) as e:
+    except (RecipeError, OSError, ValueError) as e:  # ValueError: RecipeSpec's own checks
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, path in manifests.items():
