@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.data.check import main as check_main
 from asr.data.corpus import recipe_corpus_dir, resolve_manifests
 from asr.data.manifest import read_manifest
 from asr.data.recipes import REGISTRY, RecipeError, prepare
@@ -459,6 +460,8 @@ def test_asterisk_es_packages(asterisk_debs: Path, tmp_path: Path):
     # Audio lives inside out/: manifest paths are relative, so the folder can move.
     assert not Path(rows(manifests["all"])[0]["audio_filepath"]).is_absolute()
     assert "1 repeated key (first kept)" in log.text()
+    # the manifest checker passes it, with the asterisk data preset (long menu prompts)
+    assert check_main([str(manifests["all"]), "--data", "asterisk", "--jobs", "2"]) == 0
 
 
 # --- End to end: train.py on a folder corpus -----------------------------------------------

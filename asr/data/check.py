@@ -107,6 +107,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stride", type=int, help="the model's time stride (default: conf's)")
     p.add_argument("--sample-rate", type=int, help="the model's sample rate (default: conf's)")
     p.add_argument("--max-duration", type=float, help="seconds (default: conf's data.max_duration)")
+    p.add_argument("--data", help="a conf/data preset whose settings apply (default: conf's)")
     p.add_argument("--model", help="a conf/model preset whose stride applies (default: conf's)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="reading processes")
     return p.parse_args(argv)
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from asr.config import compose_train_config  # Hydra stays out of library imports
 
     flags = {
+        "data": args.data,
         "model": args.model,
         "data.language": args.language,
         "data.alphabet": args.alphabet,
