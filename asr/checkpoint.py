@@ -24,8 +24,13 @@ PACKAGES = ("torch", "torchaudio", "hydra-core", "omegaconf", "jiwer", "wandb", 
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file, fsync, then rename: a crash leaves the old file intact."""
+    """Write to a temporary file, fsync, then rename: a crash leaves the old file intact.
+
+    A SIGKILL mid-write leaves only a `.NAME.tmp-PID` file behind, never a torn `NAME`; the
+    next save of the same name (or `remove_stale_temporaries` at start-up) deletes it.
+    """
     path = Path(path)
+    remove_stale_temporaries(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -40,6 +45,33 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(directory: str | Path, name: str = "*") -> list[Path]:
+    """Delete the temporary files of `save_atomic` calls whose process died mid-write.
+
+    A file whose writer is still alive (another process, or this one) is left alone.
+    """
+    removed = []
+    for tmp in Path(directory).glob(f".{name}.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:

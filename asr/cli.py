@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
-from asr.loop import RunInterrupted, train
+from asr.loop import NonFiniteError, RunInterrupted, train
 from asr.report import parse_overrides
 from asr.schema import ConfigError, LoggerConfig
 from asr.tracking import read_summary, record_failure
@@ -96,6 +96,11 @@ def run_job(fn: Callable[[], T]) -> T:
     except RunInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         sys.exit(143)  # stops a sweep too: rerun the same command to resume
+    except NonFiniteError as e:  # a diverged run, not a bug: one line, not a traceback
+        if is_multirun():
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as e:
         if is_multirun():
             raise

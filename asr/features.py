@@ -65,6 +65,10 @@ class SpecAugment(nn.Module):
     ``min(time_width, time_width_ratio * T)`` frames wide: with a fixed width of 40 a 0.5 s
     utterance (~50 frames) could lose most of its content and become untrainable. The masked
     value is 0.0, which is the utterance mean after LogMel's normalisation.
+
+    The masks are drawn from `generator` when one is given (else torch's global RNG). The data
+    pipeline passes one seeded from (seed, epoch, utterance), so an utterance gets the same
+    masks whichever process augments it and however the run was interrupted and resumed.
     """
 
     def __init__(
@@ -87,19 +91,48 @@ class SpecAugment(nn.Module):
         if not 0.0 <= time_width_ratio <= 1.0:
             raise ValueError(f"time_width_ratio must be in [0, 1] (got {time_width_ratio})")
         self.freq_masks = freq_masks
+        self.freq_width = freq_width
         self.time_masks = time_masks
-        self.freq_mask = torchaudio.transforms.FrequencyMasking(freq_width)
-        # TimeMasking's p caps each mask's width at floor(p * T) frames.
-        self.time_mask = torchaudio.transforms.TimeMasking(time_width, p=time_width_ratio)
+        self.time_width = time_width
+        self.time_width_ratio = time_width_ratio
 
-    def forward(self, spec: Tensor) -> Tensor:
+    def forward(self, spec: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(F, T) -> (F, T); identity in eval mode."""
         if not self.training:
             return spec
         if spec.dim() != 2:
             raise ValueError(f"SpecAugment expects one utterance (F, T), got shape {spec.shape}")
+        n_freq, n_time = spec.shape
+        # torchaudio's TimeMasking(p=ratio) caps a mask at floor(ratio * T) frames, except that
+        # ratio 1.0 means no cap at all; kept as it was.
+        time_width = self.time_width
+        if self.time_width_ratio != 1.0:
+            time_width = min(time_width, int(n_time * self.time_width_ratio))
         for _ in range(self.freq_masks):
-            spec = self.freq_mask(spec, mask_value=0.0)
+            spec = _mask(spec, 0, _band(n_freq, self.freq_width, generator))
         for _ in range(self.time_masks):
-            spec = self.time_mask(spec, mask_value=0.0)
+            spec = _mask(spec, 1, _band(n_time, time_width, generator))
         return spec
+
+
+def _band(size: int, max_width: int, generator: torch.Generator | None) -> tuple[int, int] | None:
+    """[start, end) of one mask along an axis of `size`, or None when no mask fits.
+
+    The same draws, in the same float32 arithmetic, as torchaudio's `mask_along_axis`: width
+    ~ U[0, max_width), start ~ U[0, size - width). With a generator seeded like the global RNG
+    it gives exactly torchaudio's masks, so the mask distribution did not change.
+    """
+    if max_width < 1:
+        return None  # torchaudio draws nothing here either
+    width = torch.rand(1, generator=generator) * max_width
+    start = torch.rand(1, generator=generator) * (size - width)
+    first = int(start.long())
+    return first, first + int(width.long())
+
+
+def _mask(spec: Tensor, axis: int, band: tuple[int, int] | None) -> Tensor:
+    if band is None or band[0] == band[1]:
+        return spec
+    index = torch.arange(spec.shape[axis])
+    hit = (index >= band[0]) & (index < band[1])
+    return spec.masked_fill(hit.unsqueeze(-1) if axis == 0 else hit, 0.0)

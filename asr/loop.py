@@ -4,6 +4,14 @@ data (manifests -> utterances -> bucketed batches)  ->  model  ->  optimizer
 [resume from last.pt | init_from weights]
 loop: step (CTC, skip non-finite, clip, lr_at(progress)) -> log -> dev eval -> checkpoint
 end: best.pt on test -> summary.json
+
+Exact resume: a run killed at any moment (even SIGKILL) and restarted with the same command
+continues from its last checkpoint and ends with the same weights, bit for bit, as a run that
+never stopped (with step or epoch budgets; a max_minutes budget depends on the clock). That
+holds because everything a step depends on is either in the checkpoint (weights, optimizer,
+counters, torch's global RNG, which dropout draws from) or a pure function of (seed, epoch,
+position): the batch order (BucketBatchSampler), SpecAugment's masks (SpeechDataset), and
+nothing else draws from the global RNG (the DataLoaders have their own generators).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.schema import ConfigError, TrainConfig
 from asr.text import Vocabulary
-from asr.tracking import Tracker
+from asr.tracking import Tracker, read_summary
 
 
 class NonFiniteError(RuntimeError):
@@ -56,6 +64,7 @@ class Counters:
     best_dev_cer: float = math.inf
     best_dev_wer: float = math.inf
     nonfinite_steps: int = 0
+    consecutive_nonfinite: int = 0  # skipped steps in a row; trainer.max_nonfinite_steps fails
     last_eval_step: int = -1
     evals_since_best: int = 0  # for early stopping (trainer.patience)
 
@@ -136,6 +145,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     torch.manual_seed(cfg.seed)
 
     # ---- resume state: this run dir's last.pt wins, then trainer.resume ----
+    checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed while saving
     resume_from = run_dir / "last.pt" if (run_dir / "last.pt").is_file() else None
     if resume_from is None and cfg.trainer.resume:
         resume_from = checkpoint.resolve_checkpoint(cfg.trainer.resume, "last.pt")
@@ -175,7 +185,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     model.to(device)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     counters = Counters()
-    run_id = None
+    # A run killed before its first checkpoint still continues its W&B run: the Tracker wrote
+    # the id to summary.json first thing. A checkpoint's id wins (it may come from elsewhere,
+    # through trainer.resume).
+    run_id = read_summary(run_dir).get("run_id")
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -221,6 +234,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
 
     session_start, elapsed_before = time.perf_counter(), counters.elapsed_seconds
     batches_per_epoch = max(len(train_sampler.batches(0)), 1)  # the same every epoch
+    train_dataset = train_loader.dataset
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - session_start
@@ -229,6 +243,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         epochs = counters.epoch + counters.batch_in_epoch / batches_per_epoch
         minutes = elapsed() / 60
         return progress(counters.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
+
+    def checkpoint_due() -> bool:
+        """last.pt every `trainer.checkpoint_every_steps` steps, unless an evaluation saved it
+        at this step or the epoch's end (which evaluates and saves) comes right after it."""
+        every = t.checkpoint_every_steps
+        return (
+            bool(every)
+            and counters.step % every == 0
+            and counters.last_eval_step != counters.step
+            and counters.batch_in_epoch < batches_per_epoch
+        )
 
     def patience_out() -> bool:
         """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
@@ -293,11 +318,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
 
         # ---- the loop ----
         window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, time.perf_counter()
-        consecutive_nonfinite = 0
         done = run_progress() >= 1.0
         with StopFlag() as stop:
             while not done:
+                # Both are pure functions of (seed, epoch): resuming mid-epoch skips exactly the
+                # batches already trained on, and the rest get the same SpecAugment masks.
                 train_sampler.set_epoch(counters.epoch, counters.batch_in_epoch)
+                train_dataset.set_epoch(counters.epoch)
                 bar = tqdm(
                     train_loader, desc=f"epoch {counters.epoch}", leave=False, dynamic_ncols=True
                 )
@@ -314,18 +341,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         model, optimizer, batch, vocab.blank, t.grad_clip, device, autocast
                     )
                     if result.finite:
-                        consecutive_nonfinite = 0
+                        counters.consecutive_nonfinite = 0
                         window_loss += result.loss
                         window_n += 1
                     else:
                         counters.nonfinite_steps += 1
-                        consecutive_nonfinite += 1
-                        if consecutive_nonfinite >= t.max_nonfinite_steps:
-                            raise NonFiniteError(
-                                f"{consecutive_nonfinite} consecutive steps had a non-finite "
-                                "loss or gradient"
-                            )
+                        counters.consecutive_nonfinite += 1
                     counters.step += 1
+                    if counters.consecutive_nonfinite >= t.max_nonfinite_steps:
+                        tracker.update_summary(**_summary(counters, report, wall_start))
+                        raise NonFiniteError(
+                            f"{counters.consecutive_nonfinite} steps in a row (up to step "
+                            f"{counters.step}) had a non-finite loss or gradient (last loss "
+                            f"{result.loss:.4g}, gradient norm {result.grad_norm:.4g}): lower "
+                            "optim.lr, check the data, or raise trainer.max_nonfinite_steps"
+                        )
                     now = time.perf_counter()
                     counters.train_seconds += now - step_start
                     counters.train_audio_seconds += batch.audio_seconds
@@ -352,17 +382,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         evaluate_dev()
                         window_start = time.perf_counter()  # eval time is not training time
                         done = patience_out()
+                    if not done and checkpoint_due():
+                        save("last.pt")
                     if done:
                         break
                     step_start = time.perf_counter()
                 else:  # the epoch ran to its end
-                    counters.epoch += 1
-                    counters.batch_in_epoch = 0
-                    done = run_progress() >= 1.0 or stop.signal is not None
-                    if stop.signal is None and counters.last_eval_step != counters.step:
-                        evaluate_dev()
-                    done = done or patience_out()
-                    window_start = time.perf_counter()
+                    # Stopped by a signal: leave the epoch-end work (the dev evaluation) to the
+                    # resumed run, which finds this epoch with no batch left and does it first,
+                    # as a run that never stopped would have.
+                    if stop.signal is None:
+                        counters.epoch += 1
+                        counters.batch_in_epoch = 0
+                        if counters.last_eval_step != counters.step:
+                            evaluate_dev()
+                        window_start = time.perf_counter()
+                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
                 bar.close()
             if stop.signal is not None:
                 save("last.pt")

@@ -190,9 +190,9 @@ class TrainerConfig:
     resume: str | None = None  # a run directory or checkpoint to continue from
     init_from: str | None = None  # a checkpoint whose weights start a new run (fine-tuning)
     max_nonfinite_steps: int = 50  # consecutive skipped steps before the run fails
-    # last.pt is also written every this many steps (besides each dev evaluation), bounding
-    # what a SIGKILL can lose; null: only at dev evaluations and on SIGTERM.
-    checkpoint_every_steps: int | None = None
+    # last.pt is also written every this many steps (besides each dev evaluation and SIGTERM),
+    # bounding what a SIGKILL can lose; null: only at dev evaluations and on SIGTERM.
+    checkpoint_every_steps: int | None = 500
     patience: int | None = None  # stop after this many dev evaluations without a better CER
 
     def __post_init__(self) -> None:

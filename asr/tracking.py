@@ -199,14 +199,16 @@ class Tracker:
         self._finished = False
         self.mode = resolve_mode(cfg.mode) if cfg.kind == "wandb" else "disabled"
         self._summary = self._load_summary()
+        # The run id reaches summary.json before W&B creates anything under it: a run killed
+        # at any later moment, even before its first checkpoint, can resume the same W&B run.
+        self._summary.update(status="running", error=None, run_id=self.run_id)
+        self._write_summary()
         # Append: a resumed run continues the same file.
+        _drop_torn_last_line(self.metrics_path)
         self._metrics = self.metrics_path.open("a", encoding="utf-8")
         if self.mode != "disabled":
             self._start_wandb(_plain(config))
         self._summary.update(
-            status="running",
-            error=None,
-            run_id=self.run_id,
             wandb_mode=self.mode if self._run is not None else "off",
             wandb_dir=str(self._wandb_dir) if self._wandb_dir else None,
             started_at=started_at,
@@ -406,6 +408,18 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         log.warning("ignoring unreadable %s: %s", path, _one_line(e))
         return {}
     return loaded if isinstance(loaded, dict) else {}
+
+
+def _drop_torn_last_line(path: Path) -> None:
+    """Cut a partial last line (the process was killed mid-write), so that appending after it
+    does not glue two records into one unreadable line."""
+    try:
+        with path.open("rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
 import os
 import random
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -59,3 +61,34 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         checkpoint.save_atomic({"format_version": 1, "x": 2}, path)
     assert checkpoint.load(path)["x"] == 1
     assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_a_write_killed_midway_leaves_the_old_file_and_is_cleaned_up_later(tmp_path):
+    """SIGKILL mid-write leaves `.last.pt.tmp-<pid>` (here: a dead process's half file); the
+    checkpoint itself stays whole, and the next save removes the leftover."""
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"format_version": 1, "x": 1}, path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".last.pt.tmp-{dead.pid}"
+    stale.write_bytes(path.read_bytes()[:100])  # what the killed writer got to write
+    assert checkpoint.load(tmp_path)["x"] == 1
+    checkpoint.save_atomic({"format_version": 1, "x": 2}, path)
+    assert os.listdir(tmp_path) == ["last.pt"]
+    assert checkpoint.load(path)["x"] == 2
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        busy = tmp_path / f".last.pt.tmp-{live.pid}"
+        busy.write_bytes(b"half")
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (tmp_path / f".best.pt.tmp-{dead.pid}").write_bytes(b"half")
+        removed = checkpoint.remove_stale_temporaries(tmp_path)
+        assert [p.name for p in removed] == [f".best.pt.tmp-{dead.pid}"]
+        assert busy.exists()
+    finally:
+        live.kill()
+        live.wait()

@@ -1,9 +1,11 @@
+import dataclasses
 import math
 
+import pytest
 import torch
 
 from asr.data.dataset import Batch, Utterance
-from asr.loop import train_step
+from asr.loop import Counters, train_step
 from asr.model import DeepSpeech2, ModelConfig
 
 
@@ -61,12 +63,25 @@ def test_a_nonfinite_loss_is_skipped_leaving_weights_and_optimizer_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_an_infinite_gradient_is_skipped_too():
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_nonfinite_gradient_with_a_finite_loss_is_skipped_too(bad):
     model, opt = make_model()
-    weights, _ = snapshot(model, opt)
-    handle = model.classifier[-1].weight.register_hook(lambda g: g * float("inf"))
-    result = train_step(model, opt, tiny_batch(), 28, 1.0, torch.device("cpu"))
+    device = torch.device("cpu")
+    train_step(model, opt, tiny_batch(), 28, 1.0, device)  # give AdamW some state
+    weights, opt_state = snapshot(model, opt)
+    handle = model.classifier[-1].weight.register_hook(lambda g: g * bad)
+    result = train_step(model, opt, tiny_batch(), 28, 1.0, device)
     handle.remove()
-    assert not result.finite
-    after, _ = snapshot(model, opt)
-    assert all(torch.equal(weights[k], after[k]) for k in weights)
+    assert not result.finite and math.isfinite(result.loss) and not math.isfinite(result.grad_norm)
+    after_w, after_o = snapshot(model, opt)
+    assert all(torch.equal(weights[k], after_w[k]) for k in weights)
+    for i in opt_state:
+        assert all(torch.equal(opt_state[i][k], after_o[i][k]) for k in opt_state[i])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_counters_from_an_older_checkpoint_still_load():
+    """Checkpoints written before `consecutive_nonfinite` existed resume with a zero count."""
+    old = dataclasses.asdict(Counters(step=7, nonfinite_steps=2))
+    del old["consecutive_nonfinite"]
+    assert Counters(**old) == Counters(step=7, nonfinite_steps=2, consecutive_nonfinite=0)

@@ -71,12 +71,35 @@ class Item:
 
 
 class SpeechDataset(Dataset):
-    """Audio -> normalized log-mel (F, T), with SpecAugment when `augment` is given."""
+    """Audio -> normalized log-mel (F, T), with SpecAugment when `augment` is given.
 
-    def __init__(self, utts: Sequence[Utterance], logmel: LogMel, augment: SpecAugment | None):
+    SpecAugment's masks are a pure function of (seed, epoch, utterance index), never of a
+    process's global RNG: which worker loads an utterance, and when the DataLoader iterator was
+    created, then cannot change them, so a run resumed mid-epoch sees the same masks as one
+    that never stopped. Call `set_epoch` before creating each epoch's iterator (workers copy
+    the dataset when they start).
+    """
+
+    def __init__(
+        self,
+        utts: Sequence[Utterance],
+        logmel: LogMel,
+        augment: SpecAugment | None,
+        seed: int = 0,
+    ):
         self.utts = list(utts)
         self.logmel = logmel
         self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def augment_generator(self, index: int) -> torch.Generator:
+        """The RNG for one utterance's masks in the current epoch."""
+        seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(seed))
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -90,7 +113,7 @@ class SpeechDataset(Dataset):
         with torch.no_grad():
             feats = self.logmel(wave)  # (F, T)
             if self.augment is not None:
-                feats = self.augment(feats)
+                feats = self.augment(feats, self.augment_generator(index))
         return Item(index, feats)
 
 

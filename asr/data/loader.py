@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,12 @@ def load_splits(
 def _worker_init(_: int) -> None:
     # Feature extraction is light; one thread per worker keeps the cores for the model.
     torch.set_num_threads(1)
+    # Schedulers (Slurm's scancel, preemption) and Ctrl-C signal the whole process group. The
+    # main process saves and stops on SIGTERM/SIGINT, and needs its workers until then: a
+    # worker killed by the signal would fail the run instead. Workers still stop when the main
+    # process does (DataLoader shuts them down, or they notice it is gone).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext | None:
@@ -102,15 +109,22 @@ def make_loader(
     shuffle: bool,
     num_workers: int,
 ) -> tuple[DataLoader, BucketBatchSampler]:
+    """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
+
+    The loader has its own `generator`: without one, every `iter(loader)` draws its worker seed
+    from torch's global RNG, so a run resumed mid-epoch (one more iterator than a run that
+    never stopped) and every dev evaluation would shift the global stream that dropout uses.
+    """
     durations = [u.duration for u in utts]
     sampler = BucketBatchSampler(durations, batch_size, num_buckets, seed=seed, shuffle=shuffle)
     loader = DataLoader(
-        SpeechDataset(utts, logmel, augment),
+        SpeechDataset(utts, logmel, augment, seed=seed),
         batch_sampler=sampler,
         collate_fn=Collate(utts),
         num_workers=num_workers,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         multiprocessing_context=_worker_context() if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )
     return loader, sampler
