@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from asr import checkpoint
+from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
-from asr.data.dataset import SkipReport, prepare_utterances
+from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, make_loader, make_logmel
 from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
@@ -76,14 +77,16 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
                 )
             manifest = manifests[cfg.split]
 
-    report = SkipReport()
+    report = ProblemReport()
     frames = ctc_frames_fn(logmel, output_lengths)
     utts = prepare_utterances(
         read_manifest(manifest, report), vocab, data.language, math.inf, frames, report
     )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
-    loader, _ = make_loader(utts, logmel, None, cfg.batch_size, 10, 0, False, num_workers=0)
+    loader, _ = make_loader(
+        utts, logmel, None, cfg.batch_size, 10, 0, False, num_workers=0, output_frames=frames
+    )
 
     name = f"eval-{ckpt_path.parent.name}-{cfg.split if not cfg.manifest else manifest.stem}"
     logger = dataclasses.replace(
@@ -92,8 +95,8 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     with Tracker(run_dir, logger, {"ckpt": str(ckpt_path), "source": source}) as tracker:
         start = time.perf_counter()
         out = transcribe(model, loader, vocab, device)
-        for utt_id, reason in out.skipped:
-            report.add(reason, utt_id)
+        for utt_id, kind, detail in out.problems:
+            report.add(kind, utt_id, detail)
         result = {
             "ckpt": str(ckpt_path),
             "source": source,

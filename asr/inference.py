@@ -22,7 +22,7 @@ class Transcripts:
     loss_sum: float = 0.0
     audio_seconds: float = 0.0
     seconds: float = 0.0  # wall time: audio loading, features, model and decoding
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # from the batches
 
     @property
     def references(self) -> list[str]:
@@ -74,7 +74,7 @@ def transcribe(
     out = Transcripts()
     start = time.perf_counter()
     for batch in loader:
-        out.skipped += batch.skipped
+        out.problems += batch.problems
         if len(batch) == 0:
             continue
         feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)

@@ -31,14 +31,15 @@ import torch
 from tqdm import tqdm
 
 from asr import checkpoint
-from asr.data.dataset import Batch, SkipReport
+from asr.data.checks import ProblemReport
+from asr.data.dataset import Batch
 from asr.data.loader import ctc_frames_fn, load_splits, make_augment, make_loader, make_logmel
 from asr.data.manifest import manifest_digest
 from asr.inference import Transcripts, ctc_loss, transcribe
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.schema import ConfigError, TrainConfig
-from asr.text import Vocabulary
+from asr.text import make_vocabulary
 from asr.tracking import Tracker, read_summary
 
 
@@ -152,17 +153,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     state = checkpoint.load(resume_from) if resume_from else None
 
     # ---- data ----
-    vocab = Vocabulary()
-    if cfg.model.n_class != vocab.n_class:
-        raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {vocab.n_class}")
     d = cfg.data
+    vocab = make_vocabulary(d.alphabet)
+    if cfg.model.n_class != vocab.n_class:  # asr.config checks it too; library callers may not
+        raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {vocab.n_class}")
     model = DeepSpeech2(cfg.model)
     logmel = make_logmel(d)
-    data = load_splits(d, vocab, ctc_frames_fn(logmel, model.output_lengths))
-    report = data.report
+    frames = ctc_frames_fn(logmel, model.output_lengths)
+    data = load_splits(d, vocab, frames)
+    report = data.report  # problems found reading the manifests; loading adds the audio ones
     print(f"data: {data.describe()}")
-    if report.dropped_chars:
-        print(f"data: dropped characters outside the alphabet: {dict(report.dropped_chars)}")
+    for line in report.table():
+        print(f"data: {line.strip()}")
     train_loader, train_sampler = make_loader(
         data.utts["train"],
         logmel,
@@ -172,10 +174,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         cfg.seed,
         True,
         d.num_workers,
+        frames,
     )
     eval_loaders = {
         split: make_loader(
-            utts, logmel, None, d.batch_size, d.num_buckets, cfg.seed, False, d.num_workers
+            utts, logmel, None, d.batch_size, d.num_buckets, cfg.seed, False, d.num_workers, frames
         )[0]
         for split, utts in data.utts.items()
         if split != "train" and utts
@@ -310,8 +313,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             hostname=socket.gethostname(),
             torch_threads=torch.get_num_threads(),
             train_utterances=len(data.utts["train"]),
-            skipped=dict(report.counts),
-            dropped_chars=dict(report.dropped_chars),
+            skipped=report.skipped,
+            repaired=report.repaired,
+            chars_outside_alphabet=dict(report.dropped_chars),
         )
         tracker.log({"n_params": n_params}, step=counters.step)
         print(f"model: {n_params:,} parameters on {device}; run dir {run_dir}")
@@ -331,8 +335,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                 step_start = time.perf_counter()
                 for batch in bar:
                     counters.batch_in_epoch += 1
-                    for utt_id, reason in batch.skipped:
-                        report.add(reason, utt_id)
+                    for utt_id, kind, detail in batch.problems:
+                        if (kind, utt_id) not in report and report.counts[kind] < 5:
+                            tqdm.write(f"data: {kind}: {utt_id} ({detail})")  # the first few
+                        report.add(kind, utt_id, detail)
                     if len(batch) == 0:
                         continue
                     lr = lr_at(run_progress(), cfg.optim)
@@ -423,13 +429,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             )
         tracker.update_summary(**final)
         tracker.finish("ok")
+        print(f"data: skipped {report.summary()}")
         print(
             f"done: best dev CER {counters.best_dev_cer:.4f}; summary in {run_dir / 'summary.json'}"
         )
     return counters.best_dev_cer
 
 
-def _summary(c: Counters, report: SkipReport, wall_start: float) -> dict[str, Any]:
+def _summary(c: Counters, report: ProblemReport, wall_start: float) -> dict[str, Any]:
     return {
         "best_dev_cer": c.best_dev_cer if math.isfinite(c.best_dev_cer) else None,
         "best_dev_wer": c.best_dev_wer if math.isfinite(c.best_dev_wer) else None,
@@ -439,6 +446,7 @@ def _summary(c: Counters, report: SkipReport, wall_start: float) -> dict[str, An
         "train_seconds": c.train_seconds,
         "train_audio_seconds_per_second": c.train_audio_seconds / max(c.train_seconds, 1e-9),
         "wall_seconds": time.time() - wall_start,
-        "skipped": dict(report.counts),
+        "skipped": report.skipped,
+        "repaired": report.repaired,
         "nonfinite_steps": c.nonfinite_steps,
     }

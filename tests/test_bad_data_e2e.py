@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_training_survives_every_bad_kind(corpus_cache: Path, tmp_path: Path):
-    corpus = next(corpus_cache.glob("synth_es-*"))
+    corpus = next(corpus_cache.glob("synth_es-*/train.jsonl")).parent
     bad = build_bad_manifest(corpus / "train.jsonl", tmp_path / "bad")
     run_dir = tmp_path / "run"
     result = run_script(

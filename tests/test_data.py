@@ -7,11 +7,10 @@ import soundfile as sf
 import torch
 
 from asr.data.audio import AudioError, load_audio
-from asr.data.checks import min_ctc_frames
+from asr.data.checks import ProblemReport, min_ctc_frames
 from asr.data.dataset import (
     BucketBatchSampler,
     Collate,
-    SkipReport,
     SpeechDataset,
     prepare_utterances,
 )
@@ -62,7 +61,7 @@ def test_filters_drop_with_reasons(tmp_path):
         {"audio_filepath": "long.wav", "text": "una frase larguisima " * 3, "duration": 0.3},
         {"audio_filepath": "ok.wav", "text": "hola", "duration": 30.0},
     ]
-    report = SkipReport()
+    report = ProblemReport()
     entries = read_manifest(write_manifest(tmp_path / "m.jsonl", rows))
     utts = prepare_utterances(entries, Vocabulary(), "es", 20.0, frames_10ms_stride2, report)
     assert [u.text for u in utts] == ["si senior"]
@@ -106,12 +105,12 @@ def test_broken_audio_is_skipped_and_reported_in_the_batch(tmp_path):
         "es",
         20.0,
         frames_10ms_stride2,
-        SkipReport(),
+        ProblemReport(),
     )
     ds = SpeechDataset(utts, LogMel(16000, 16), None)
     batch = Collate(utts)([ds[0], ds[1]])
     assert len(batch) == 1 and batch.utts[0].text == "hola"
-    assert batch.skipped == [("bad", "unreadable_audio")]
+    assert [(u, k) for u, k, _ in batch.problems] == [("bad", "unreadable_audio")]
 
 
 def test_collate_pads_and_lengths_travel_with_tensors(tmp_path):
@@ -125,7 +124,7 @@ def test_collate_pads_and_lengths_travel_with_tensors(tmp_path):
         "es",
         20.0,
         frames_10ms_stride2,
-        SkipReport(),
+        ProblemReport(),
     )
     logmel = LogMel(16000, 16)
     ds = SpeechDataset(utts, logmel, None)

@@ -18,7 +18,7 @@ def tiny_batch() -> Batch:
         targets=torch.tensor([[2, 3, 4], [5, 6, 0]]),
         target_lens=torch.tensor([3, 2]),
         utts=utts,
-        skipped=[],
+        problems=[],
     )
 
 

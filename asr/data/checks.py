@@ -83,13 +83,9 @@ class ProblemReport:
         if len(examples) < self.max_examples:
             examples.append(f"{utt_id} ({detail})" if detail else utt_id)
 
-    def merge(self, other: ProblemReport) -> None:
-        for kind, n in other.counts.items():
-            self.counts[kind] += n
-            room = self.max_examples - len(self.examples.setdefault(kind, []))
-            self.examples[kind] += other.examples.get(kind, [])[: max(room, 0)]
-        self.dropped_chars.update(other.dropped_chars)
-        self._seen |= other._seen
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """`(kind, utt_id) in report`: already counted."""
+        return key in self._seen
 
     @property
     def skipped(self) -> dict[str, int]:

@@ -3,8 +3,9 @@
 Data flow: manifest entries -> `prepare_utterances` (normalize text, drop what cannot train,
 count why) -> `SpeechDataset` (audio -> log-mel [-> SpecAugment], in DataLoader workers) ->
 `BucketBatchSampler` (similar durations share a batch) -> `collate` (pad; lengths travel with
-tensors). An utterance whose audio turns out unreadable at load time is skipped and reported
-in its batch, never a crash.
+tensors). An utterance whose audio turns out unusable at load time is skipped, and a repaired
+one (resampled, mixed down, misdeclared duration) noted, in its batch's `problems`: never a
+crash. The checks themselves live in `asr.data.checks`, shared with `python -m asr.data check`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asr.data.audio import AudioError, load_audio
-from asr.data.checks import ProblemReport, check_transcript
+from asr.data.audio import AudioError
+from asr.data.checks import ProblemReport, check_transcript, load_checked
 from asr.data.manifest import Entry
 from asr.features import LogMel, SpecAugment
 from asr.text import Vocabulary
@@ -31,9 +32,6 @@ class Utterance:
     text: str  # normalized: only vocabulary characters and single spaces
     labels: tuple[int, ...]
     duration: float
-
-
-SkipReport = ProblemReport  # the name training and evaluation use for it
 
 
 def prepare_utterances(
@@ -67,7 +65,8 @@ def prepare_utterances(
 class Item:
     index: int
     feats: torch.Tensor | None  # (F, T); None when the audio was unusable
-    skip_reason: str | None = None
+    # (kind, detail) found on load: the one unusable kind when feats is None, else repairs
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 class SpeechDataset(Dataset):
@@ -86,12 +85,14 @@ class SpeechDataset(Dataset):
         logmel: LogMel,
         augment: SpecAugment | None,
         seed: int = 0,
+        output_frames: Callable[[float], int] | None = None,
     ):
         self.utts = list(utts)
         self.logmel = logmel
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.output_frames = output_frames  # seconds -> CTC frames, to recheck label lengths
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -106,15 +107,18 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> Item:
         utt = self.utts[index]
-        try:
-            wave = load_audio(utt.audio_path, self.logmel.sample_rate)
+        sample_rate = self.logmel.sample_rate
+        try:  # the audio checks of `asr.data.checks`: unusable -> skipped, repairable -> noted
+            loaded = load_checked(
+                utt.audio_path, sample_rate, utt.duration, utt.labels, self.output_frames
+            )
         except AudioError as e:
-            return Item(index, None, e.reason)
+            return Item(index, None, ((e.reason, str(e)),))
         with torch.no_grad():
-            feats = self.logmel(wave)  # (F, T)
+            feats = self.logmel(loaded.wave)  # (F, T)
             if self.augment is not None:
                 feats = self.augment(feats, self.augment_generator(index))
-        return Item(index, feats)
+        return Item(index, feats, loaded.notes)
 
 
 @dataclass
@@ -124,7 +128,8 @@ class Batch:
     targets: torch.Tensor  # (B, S) padded with 0
     target_lens: torch.Tensor  # (B,)
     utts: list[Utterance]
-    skipped: list[tuple[str, str]]  # (utt_id, reason) for items dropped at load time
+    # (utt_id, kind, detail) found at load time: the items dropped, and the repairs made
+    problems: list[tuple[str, str, str]]
 
     @property
     def audio_seconds(self) -> float:
@@ -142,8 +147,10 @@ class Collate:
 
     def __call__(self, items: list[Item]) -> Batch:
         good = [it for it in items if it.feats is not None]
-        skipped = [
-            (self.utts[it.index].utt_id, it.skip_reason or "") for it in items if it.feats is None
+        problems = [
+            (self.utts[it.index].utt_id, kind, detail)
+            for it in items
+            for kind, detail in it.problems
         ]
         utts = [self.utts[it.index] for it in good]
         n_feats = good[0].feats.shape[0] if good else 0
@@ -156,7 +163,7 @@ class Collate:
             targets[i, : len(u.labels)] = torch.tensor(u.labels)
         feat_lens = torch.tensor([it.feats.shape[1] for it in good], dtype=torch.long)
         target_lens = torch.tensor([len(u.labels) for u in utts], dtype=torch.long)
-        return Batch(feats, feat_lens, targets, target_lens, utts, skipped)
+        return Batch(feats, feat_lens, targets, target_lens, utts, problems)
 
 
 class BucketBatchSampler(Sampler[list[int]]):

@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import (
     BucketBatchSampler,
     Collate,
-    SkipReport,
     SpeechDataset,
     Utterance,
     prepare_utterances,
@@ -51,7 +51,7 @@ def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch
 class Splits:
     manifests: dict[str, Path]
     utts: dict[str, list[Utterance]]
-    report: SkipReport
+    report: ProblemReport
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.utts.items())
@@ -66,7 +66,7 @@ def load_splits(
 ) -> Splits:
     """Resolve (or build) the manifests and keep what can train; refuse an unusable set-up."""
     manifests = resolve_manifests(d, log=log)
-    report = SkipReport()
+    report = ProblemReport()
     utts = {
         split: prepare_utterances(
             read_manifest(path, report), vocab, d.language, d.max_duration, output_frames, report
@@ -108,6 +108,7 @@ def make_loader(
     seed: int,
     shuffle: bool,
     num_workers: int,
+    output_frames: Callable[[float], int] | None = None,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
 
@@ -118,7 +119,7 @@ def make_loader(
     durations = [u.duration for u in utts]
     sampler = BucketBatchSampler(durations, batch_size, num_buckets, seed=seed, shuffle=shuffle)
     loader = DataLoader(
-        SpeechDataset(utts, logmel, augment, seed=seed),
+        SpeechDataset(utts, logmel, augment, seed=seed, output_frames=output_frames),
         batch_sampler=sampler,
         collate_fn=Collate(utts),
         num_workers=num_workers,
