@@ -173,3 +173,21 @@ def test_eval_sampler_is_sorted_and_not_shuffled():
     durations = [5.0, 1.0, 3.0, 2.0, 4.0]
     batches = BucketBatchSampler(durations, 2, num_buckets=1, shuffle=False).batches(0)
     assert batches == [[1, 3], [2, 4], [0]]
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_path):
+    from asr.data.loader import load_splits
+    from asr.schema import ConfigError, DataConfig
+
+    rows = []
+    for i in range(2):
+        write_wav(tmp_path / f"{i}.wav", 0.5)
+        rows.append({"audio_filepath": f"{i}.wav", "text": "hola", "duration": 0.5})
+    m = write_manifest(tmp_path / "m.jsonl", rows)
+    d = DataConfig(corpus="manifest", train_manifest=str(m), dev_manifest=str(m), batch_size=5)
+    with pytest.raises(ConfigError, match=r"data.batch_size \(5\) > training utterances \(2\)"):
+        load_splits(d, Vocabulary(), frames_10ms_stride2, log=lambda _: None)
+    empty = write_manifest(tmp_path / "e.jsonl", [{**rows[0], "text": "¿?"}])
+    d = DataConfig(corpus="manifest", train_manifest=str(empty), dev_manifest=str(m))
+    with pytest.raises(ConfigError, match=r"no usable training utterances .*1 empty_text"):
+        load_splits(d, Vocabulary(), frames_10ms_stride2, log=lambda _: None)
