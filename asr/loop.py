@@ -175,6 +175,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         True,
         d.num_workers,
         frames,
+        d.batch_seconds,
     )
     eval_loaders = {
         split: make_loader(

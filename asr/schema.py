@@ -91,6 +91,9 @@ class DataConfig:
     win_length: int = 400  # 25 ms
     hop_length: int = 160
     batch_size: int = 16  # utterances per batch, as in the seed; what sweeps vary
+    # Seconds of audio per batch instead (lhotse-style): batches of short utterances hold
+    # more of them, so each step does similar work. null: batch_size utterances.
+    batch_seconds: float | None = None
     num_buckets: int = 10  # duration buckets: similar lengths share a batch
     max_duration: float = 20.0  # seconds; longer utterances are dropped (and counted)
     num_workers: int = 1
@@ -105,6 +108,10 @@ class DataConfig:
             f"language must be one of {'|'.join(LANGUAGES)} (got {self.language!r})",
         )
         _check(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _check(
+            self.batch_seconds is None or self.batch_seconds > 0,
+            f"batch_seconds must be > 0 or null (got {self.batch_seconds})",
+        )
         _check(self.num_buckets >= 1, f"num_buckets must be >= 1 (got {self.num_buckets})")
         _check(self.sample_rate >= 1000, f"sample_rate must be >= 1000 (got {self.sample_rate})")
         _check(self.n_mels >= 1, f"n_mels must be >= 1 (got {self.n_mels})")

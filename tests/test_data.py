@@ -191,3 +191,30 @@ def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_pat
     d = DataConfig(corpus="manifest", train_manifest=str(empty), dev_manifest=str(m))
     with pytest.raises(ConfigError, match=r"no usable training utterances .*1 empty_text"):
         load_splits(d, Vocabulary(), frames_10ms_stride2, log=lambda _: None)
+
+
+def test_batches_by_total_seconds_fill_up_to_the_limit():
+    durations = list(np.random.default_rng(0).uniform(0.5, 6.0, size=200))
+    sampler = BucketBatchSampler(durations, batch_size=1, num_buckets=5, batch_seconds=20.0)
+    batches = sampler.batches(0)
+    assert sorted(i for b in batches for i in b) == list(range(200))  # each utterance once
+    for b in batches:
+        seconds = sum(durations[i] for i in b)
+        assert seconds <= 20.0 or len(b) == 1  # one longer utterance still gets a batch
+    assert np.mean([len(b) for b in batches]) > 3  # many short ones share a batch
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_get_disjoint_shards_of_equal_length(world_size):
+    durations = list(np.random.default_rng(1).uniform(0.5, 6.0, size=101))
+    whole = BucketBatchSampler(durations, 4, num_buckets=5, seed=2).all_batches(3)
+    shards = [
+        BucketBatchSampler(durations, 4, 5, seed=2, rank=r, world_size=world_size).batches(3)
+        for r in range(world_size)
+    ]
+    assert len({len(s) for s in shards}) == 1  # the same number of steps on every rank
+    assert len(shards[0]) == len(whole) // world_size
+    seen = [i for s in shards for b in s for i in b]
+    assert len(seen) == len(set(seen))  # disjoint
+    dropped = len(whole) % world_size
+    assert len(seen) == sum(len(b) for b in whole[: len(whole) - dropped])

@@ -167,12 +167,17 @@ class Collate:
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of `batch_size` utterances drawn from duration buckets.
+    """Batches drawn from duration buckets: `batch_size` utterances each, or, with
+    `batch_seconds`, as many as fit in that much audio (at least one).
 
     Utterances are sorted by duration and cut into `num_buckets` equal-count buckets; each
     epoch shuffles within buckets, chunks them into batches, and shuffles the batches. So a
     batch pads little, yet the order differs every epoch. The order is a pure function of
     (seed, epoch), which lets a resumed run skip exactly the batches it already trained on.
+
+    Under DDP each of `world_size` ranks takes every `world_size`-th batch of that same order,
+    and the remainder is dropped, so the ranks see disjoint data and the same number of
+    batches (none waits for a step the others never take).
     """
 
     def __init__(
@@ -182,34 +187,65 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_buckets: int = 10,
         seed: int = 0,
         shuffle: bool = True,
+        batch_seconds: float | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
         self.seed = seed
         self.shuffle = shuffle
-        order = np.argsort(np.asarray(durations, dtype=np.float64), kind="stable")
+        self.rank, self.world_size = rank, world_size
+        self.durations = np.asarray(durations, dtype=np.float64)
+        order = np.argsort(self.durations, kind="stable")
         n_buckets = max(1, min(num_buckets, len(order) // max(batch_size, 1) or 1))
         self.buckets = [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
         self.epoch = 0
         self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
+        self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def _chunk(self, idx: list[int]) -> list[list[int]]:
+        if self.batch_seconds is None:
+            return [idx[j : j + self.batch_size] for j in range(0, len(idx), self.batch_size)]
+        out: list[list[int]] = []
+        batch: list[int] = []
+        seconds = 0.0
+        for i in idx:
+            if batch and seconds + self.durations[i] > self.batch_seconds:
+                out.append(batch)
+                batch, seconds = [], 0.0
+            batch.append(i)
+            seconds += self.durations[i]
+        return out + ([batch] if batch else [])
+
+    def all_batches(self, epoch: int) -> list[list[int]]:
+        """Every rank's batches of `epoch`, in order."""
         rng = np.random.default_rng([self.seed, epoch])
         out: list[list[int]] = []
         for bucket in self.buckets:
-            idx = list(rng.permutation(bucket)) if self.shuffle else list(bucket)
-            out += [
-                [int(i) for i in idx[j : j + self.batch_size]]
-                for j in range(0, len(idx), self.batch_size)
-            ]
+            idx = [int(i) for i in (rng.permutation(bucket) if self.shuffle else bucket)]
+            out += self._chunk(idx)
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
         return out
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of `epoch`."""
+        if self._cache is None or self._cache[0] != epoch:
+            every = self.all_batches(epoch)
+            if self.world_size > 1:
+                usable = len(every) - len(every) % self.world_size
+                every = every[self.rank : usable : self.world_size]
+            self._cache = (epoch, every)
+        return self._cache[1]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches(self.epoch)[self.start :]
 
     def __len__(self) -> int:
-        return sum(-(-len(b) // self.batch_size) for b in self.buckets) - self.start
+        return len(self.batches(self.epoch)) - self.start

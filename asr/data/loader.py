@@ -77,7 +77,7 @@ def load_splits(
     if n_train == 0:
         where = manifests.get("train")
         raise ConfigError(f"no usable training utterances in {where} (skipped: {report.summary()})")
-    if d.batch_size > n_train:
+    if d.batch_seconds is None and d.batch_size > n_train:
         raise ConfigError(f"data.batch_size ({d.batch_size}) > training utterances ({n_train})")
     return Splits(manifests, utts, report)
 
@@ -109,6 +109,9 @@ def make_loader(
     shuffle: bool,
     num_workers: int,
     output_frames: Callable[[float], int] | None = None,
+    batch_seconds: float | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
 
@@ -117,7 +120,9 @@ def make_loader(
     never stopped) and every dev evaluation would shift the global stream that dropout uses.
     """
     durations = [u.duration for u in utts]
-    sampler = BucketBatchSampler(durations, batch_size, num_buckets, seed=seed, shuffle=shuffle)
+    sampler = BucketBatchSampler(
+        durations, batch_size, num_buckets, seed, shuffle, batch_seconds, rank, world_size
+    )
     loader = DataLoader(
         SpeechDataset(utts, logmel, augment, seed=seed, output_frames=output_frames),
         batch_sampler=sampler,
