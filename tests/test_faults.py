@@ -304,6 +304,9 @@ def test_sigkill_at_random_moments_then_restart_ends_exactly_like_an_uninterrupt
             time.sleep(rng.uniform(0.0, 0.3))
         else:
             wait_until(proc, lambda s=step, o=offset: last_logged_step(metrics, o) >= s, log)
+            # Under load a step's checkpoint can still be in flight a few ms after its metrics
+            # line: these kills are meant to hit a run that has one to resume from.
+            wait_until(proc, lambda: (run_dir / "last.pt").is_file(), log)
             if moment == "write":
                 wait_until(proc, lambda old=stale: bool(set(temporaries(run_dir)) - old), log)
             else:
