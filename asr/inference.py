@@ -66,7 +66,7 @@ def ctc_loss(
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no_grad, and no version counters or views tracked either
 def transcribe(
     model: torch.nn.Module, loader: DataLoader, vocab: Vocabulary, device: torch.device
 ) -> Transcripts:

@@ -97,6 +97,10 @@ class DataConfig:
     num_buckets: int = 10  # duration buckets: similar lengths share a batch
     max_duration: float = 20.0  # seconds; longer utterances are dropped (and counted)
     num_workers: int = 1
+    # Log-mel kept in memory (float16, before SpecAugment) after an utterance's first use, per
+    # loading process: later epochs and evaluations skip the audio. 1 h of audio at 128 mels
+    # takes ~90 MiB. 0: recompute every time.
+    feature_cache_mb: float = 1024
 
     def __post_init__(self) -> None:
         _check(
@@ -124,6 +128,10 @@ class DataConfig:
         _check(self.max_duration > 0, f"max_duration must be > 0 (got {self.max_duration})")
         _check(self.num_workers >= 0, f"num_workers must be >= 0 (got {self.num_workers})")
         _check(
+            self.feature_cache_mb >= 0,
+            f"feature_cache_mb must be >= 0 (got {self.feature_cache_mb})",
+        )
+        _check(
             self.synth.train_hours > 0,
             f"synth.train_hours must be > 0 (got {self.synth.train_hours})",
         )
@@ -145,6 +153,9 @@ class OptimConfig:
     final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
     warmup: float = 0.05  # cosine: fraction of the run spent warming up linearly
     min_lr_ratio: float = 0.01  # cosine: final lr = lr * min_lr_ratio
+    # adamw: torch's fused kernel, one pass over all parameters (on CPU ~6x faster than the
+    # per-tensor loop for the seed's 23.7 M parameters); false: the default implementation.
+    fused: bool = True
 
     def __post_init__(self) -> None:
         _check(self.name in ("adamw", "sgd"), f"name must be adamw|sgd (got {self.name!r})")

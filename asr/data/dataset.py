@@ -10,6 +10,7 @@ crash. The checks themselves live in `asr.data.checks`, shared with `python -m a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,14 @@ class SpeechDataset(Dataset):
     SpecAugment's masks are a pure function of (seed, epoch, utterance index), never of a
     process's global RNG: which worker loads an utterance, and when the DataLoader iterator was
     created, then cannot change them, so a run resumed mid-epoch sees the same masks as one
-    that never stopped. Call `set_epoch` before creating each epoch's iterator (workers copy
-    the dataset when they start).
+    that never stopped. Call `set_epoch` before creating each epoch's iterator; the epoch lives
+    in shared memory, so persistent DataLoader workers see it too.
+
+    With `cache_bytes`, each process keeps the log-mel it computed (before the masks, in
+    float16) up to that many bytes, so later epochs skip reading and transforming the audio.
+    Features always pass through float16 when caching is on, computed or cached alike, so an
+    utterance's features do not depend on whether this process has seen it before (a resumed
+    run starts with an empty cache).
     """
 
     def __init__(
@@ -86,16 +93,24 @@ class SpeechDataset(Dataset):
         augment: SpecAugment | None,
         seed: int = 0,
         output_frames: Callable[[float], int] | None = None,
+        cache_bytes: int = 0,
     ):
         self.utts = list(utts)
         self.logmel = logmel
         self.augment = augment
         self.seed = seed
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self.output_frames = output_frames  # seconds -> CTC frames, to recheck label lengths
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, tuple[torch.Tensor, tuple[tuple[str, str], ...]]] = {}
+        self._cached_bytes = 0
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def augment_generator(self, index: int) -> torch.Generator:
         """The RNG for one utterance's masks in the current epoch."""
@@ -105,7 +120,11 @@ class SpeechDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, index: int) -> Item:
+    def _features(self, index: int) -> Item:
+        """Log-mel and load-time notes of one utterance, from the cache when it is there."""
+        if index in self._cache:
+            feats, notes = self._cache[index]
+            return Item(index, feats.float(), notes)
         utt = self.utts[index]
         sample_rate = self.logmel.sample_rate
         try:  # the audio checks of `asr.data.checks`: unusable -> skipped, repairable -> noted
@@ -116,9 +135,20 @@ class SpeechDataset(Dataset):
             return Item(index, None, ((e.reason, str(e)),))
         with torch.no_grad():
             feats = self.logmel(loaded.wave)  # (F, T)
-            if self.augment is not None:
-                feats = self.augment(feats, self.augment_generator(index))
+        if self.cache_bytes:
+            half = feats.half()
+            if self._cached_bytes + half.nbytes <= self.cache_bytes:
+                self._cache[index] = (half, loaded.notes)
+                self._cached_bytes += half.nbytes
+            feats = half.float()
         return Item(index, feats, loaded.notes)
+
+    def __getitem__(self, index: int) -> Item:
+        item = self._features(index)
+        if item.feats is not None and self.augment is not None:
+            with torch.no_grad():
+                item.feats = self.augment(item.feats, self.augment_generator(index))
+        return item
 
 
 @dataclass
@@ -137,6 +167,16 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.utts)
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (DataLoader's pin_memory calls this), for non-blocking copies."""
+        return dataclasses.replace(
+            self,
+            feats=self.feats.pin_memory(),
+            feat_lens=self.feat_lens.pin_memory(),
+            targets=self.targets.pin_memory(),
+            target_lens=self.target_lens.pin_memory(),
+        )
 
 
 class Collate:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
@@ -83,14 +87,31 @@ def load_splits(
 
 
 def _worker_init(_: int) -> None:
-    # Feature extraction is light; one thread per worker keeps the cores for the model.
+    # Feature extraction is light; one thread per worker keeps the cores for the model, and a
+    # lower priority lets it use the time the model's threads leave idle (between the GRU's
+    # small steps) without preempting them: each preemption stalls the model's other thread.
     torch.set_num_threads(1)
+    os.nice(10)
     # Schedulers (Slurm's scancel, preemption) and Ctrl-C signal the whole process group. The
     # main process saves and stops on SIGTERM/SIGINT, and needs its workers until then: a
     # worker killed by the signal would fail the run instead. Workers still stop when the main
     # process does (DataLoader shuts them down, or they notice it is gone).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@atexit.register
+def _stop_persistent_workers() -> None:
+    """Stop live DataLoader workers the DataLoader's way when the process exits.
+
+    Persistent workers are still alive at exit whenever a loader is (a module-level one, or one
+    held by a traceback). multiprocessing's own exit handler stops daemonic children with
+    SIGTERM, which these workers ignore (`_worker_init`), and would then wait for them forever.
+    Handlers run last-registered-first, so this one runs before multiprocessing's.
+    """
+    for obj in gc.get_objects():
+        if type(obj) is _MultiProcessingDataLoaderIter:
+            obj._shutdown_workers()
 
 
 def _worker_context() -> multiprocessing.context.BaseContext | None:
@@ -112,25 +133,35 @@ def make_loader(
     batch_seconds: float | None = None,
     rank: int = 0,
     world_size: int = 1,
+    cache_mb: float = 0,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
 
     The loader has its own `generator`: without one, every `iter(loader)` draws its worker seed
     from torch's global RNG, so a run resumed mid-epoch (one more iterator than a run that
     never stopped) and every dev evaluation would shift the global stream that dropout uses.
+
+    Workers are persistent: they keep their feature cache (`cache_mb` per process, see
+    SpeechDataset) from one epoch to the next, and are not forked again for every epoch and
+    evaluation. `pin_memory` (for CUDA) lets the copies to the GPU run asynchronously.
     """
     durations = [u.duration for u in utts]
     sampler = BucketBatchSampler(
         durations, batch_size, num_buckets, seed, shuffle, batch_seconds, rank, world_size
     )
     loader = DataLoader(
-        SpeechDataset(utts, logmel, augment, seed=seed, output_frames=output_frames),
+        SpeechDataset(
+            utts, logmel, augment, seed, output_frames, cache_bytes=int(cache_mb * 2**20)
+        ),
         batch_sampler=sampler,
         collate_fn=Collate(utts),
         num_workers=num_workers,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         multiprocessing_context=_worker_context() if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),
     )
     return loader, sampler

@@ -1,0 +1,104 @@
+"""The speed levers change the speed, never the result: cached features, persistent workers,
+the GRU scan's hand-written backward, fused AdamW."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from asr.data.dataset import SpeechDataset
+from asr.data.loader import make_loader
+from asr.features import LogMel, SpecAugment
+from asr.gru import _TwoDirectionScan
+from asr.optim import build_optimizer
+from asr.schema import OptimConfig
+from tests.conftest import ROOT
+from tests.test_faults import tone_utterances
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_cached_features_and_persistent_workers_give_each_epochs_own_masks(tmp_path, num_workers):
+    """Persistent workers keep their cache across epochs and still see each new epoch (its
+    masks); what they return equals a fresh in-process dataset's features, cached or not."""
+    utts = tone_utterances(tmp_path, 5)
+    logmel, aug = LogMel(16000, 32), SpecAugment(2, 8, 2, 20, 0.3)
+    loader, sampler = make_loader(utts, logmel, aug, 2, 2, 0, True, num_workers, cache_mb=8)
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        loader.dataset.set_epoch(epoch)
+        seen[epoch] = {
+            u.utt_id: f[:, :n]
+            for b in loader
+            for u, f, n in zip(b.utts, b.feats, b.feat_lens, strict=True)
+        }
+    for epoch, feats in seen.items():
+        fresh = SpeechDataset(utts, logmel, aug, seed=0, cache_bytes=2**20)
+        fresh.set_epoch(epoch)
+        for i, u in enumerate(utts):
+            assert torch.equal(feats[u.utt_id], fresh[i].feats), (epoch, u.utt_id)
+            assert torch.equal(fresh[i].feats, fresh[i].feats)  # second read: from the cache
+    assert not torch.equal(seen[1]["u0"], seen[2]["u0"])  # the workers saw the new epoch
+
+
+def test_a_full_cache_keeps_serving_what_it_holds_and_computes_the_rest(tmp_path):
+    utts = tone_utterances(tmp_path, 4)
+    ds = SpeechDataset(utts, LogMel(16000, 32), None, cache_bytes=1)  # room for nothing
+    assert torch.equal(ds[0].feats, ds[0].feats) and not ds._cache
+    uncached = SpeechDataset(utts, LogMel(16000, 32), None)
+    assert torch.allclose(ds[3].feats, uncached[3].feats, atol=1e-2)  # float16 rounding only
+
+
+def test_the_scans_backward_is_the_gradient_of_its_forward():
+    torch.manual_seed(0)
+    steps, batch, hidden = 5, 3, 4
+    gi = torch.randn(steps, 2, batch, 3 * hidden, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(2, 3 * hidden, hidden, dtype=torch.float64, requires_grad=True)
+    b_hh = torch.randn(2, 3 * hidden, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_TwoDirectionScan.apply, (gi, w_hh, b_hh))
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_default_one():
+    torch.manual_seed(0)
+    params = {k: [torch.nn.Parameter(torch.randn(7, 5))] for k in (True, False)}
+    params[False][0].data.copy_(params[True][0].data)
+    opts = {k: build_optimizer(p, OptimConfig(lr=1e-2, fused=k)) for k, p in params.items()}
+    for _ in range(5):
+        grad = torch.randn(7, 5)
+        for k, opt in opts.items():
+            params[k][0].grad = grad.clone()
+            opt.step()
+    assert torch.allclose(params[True][0], params[False][0], atol=1e-6)
+
+
+EXIT_WITH_A_LIVE_LOADER = """
+import sys
+from pathlib import Path
+from asr.data.loader import make_loader
+from asr.features import LogMel
+from tests.conftest import ROOT
+from tests.test_faults import tone_utterances
+LOADER, _ = make_loader(tone_utterances(Path(sys.argv[1]), 4), LogMel(16000, 32), None, 2, 2, 0,
+                        False, 1)
+print(sum(len(b) for b in LOADER))
+"""
+
+
+def test_a_process_exits_while_its_persistent_workers_are_alive(tmp_path):
+    """Persistent workers ignore SIGTERM, which multiprocessing's exit handler relies on: without
+    asr.data.loader's own exit handler this process waits for its worker forever."""
+    script = tmp_path / "live_loader.py"
+    script.write_text(EXIT_WITH_A_LIVE_LOADER)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr[-2000:]
