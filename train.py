@@ -3,6 +3,7 @@
 python train.py model=ds2_small trainer.max_minutes=10
 python train.py model.n_cnn=3 model.n_rnn=5
 python train.py --multirun data.batch_size=8,16 model.n_cnn=1,3 model.n_rnn=1,3,5
+torchrun --nproc_per_node=4 train.py model=ds2_small    # DDP: one process per GPU
 """
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from asr import distributed
 from asr.cli import check_overrides, run_job, train_job
 from asr.config import register_configs
 
@@ -25,4 +27,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     check_overrides("train")
+    # Under torchrun or Slurm tasks, join the process group once, before Hydra names the run
+    # directory (from rank 0's clock), and keep it for every job of a --multirun.
+    distributed.setup()
     main()

@@ -5,15 +5,19 @@
 - In a sweep, a job whose summary says `ok` is skipped, a `failed` one restarts from scratch,
   and an interrupted one resumes from its `last.pt` (the loop does that by itself).
 - Sweep jobs log to one W&B group, named after the sweep directory so it survives a resume.
+- Under DDP (torchrun, Slurm tasks) every rank runs the job; rank 0 decides whether a sweep job
+  is skipped or restarted, and ranks other than 0 print into their own log file in the run dir.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from asr import distributed, ranks
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
 from asr.loop import NonFiniteError, RunInterrupted, train
@@ -133,23 +138,57 @@ def threads_per_job(launcher: DictConfig) -> int | None:
     return max(1, cores // (cores if n_jobs < 0 else n_jobs))
 
 
+@contextlib.contextmanager
+def rank_output(run_dir: Path, job_name: str) -> Iterator[None]:
+    """Ranks other than 0 print into `<job>.rank<N>.log` in the run dir, beside their Hydra
+    log, rather than repeat rank 0's lines on the console; errors still go to stderr."""
+    suffix = ranks.rank_suffix()
+    if not suffix:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        open(run_dir / f"{job_name}{suffix}.log", "a", buffering=1) as out,
+        contextlib.redirect_stdout(out),
+    ):
+        yield
+
+
+# Raised by every rank at the same point (a config checked the same way everywhere, a step
+# all ranks agreed was non-finite): the ranks stay in step, so a sweep can go on.
+_AGREED_ERRORS = (*USER_ERRORS, NonFiniteError)
+
+
 def train_job(cfg: DictConfig) -> float:
     """What train.py runs for each job: returns the best dev CER (what sweepers minimise)."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
-    if not is_multirun():
-        return train(to_train_config(cfg), run_dir, overrides)
+    ddp = distributed.setup()  # once per process: a multirun's later jobs reuse the group
+    with rank_output(run_dir, hydra_cfg.job.name):
+        if not is_multirun():
+            return train(to_train_config(cfg), run_dir, overrides)
+        return _sweep_job(cfg, hydra_cfg, run_dir, overrides, ddp)
 
-    previous = read_summary(run_dir)
+
+def _sweep_job(
+    cfg: DictConfig,
+    hydra_cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    ddp: distributed.DDP,
+) -> float:
+    # Rank 0 reads and decides; the others must not race it (it deletes and rewrites files).
+    previous = ddp.broadcast(read_summary(run_dir) if ddp.is_main else None)
     if previous.get("status") == "ok":
         print(f"[sweep] {run_dir.name}: already finished (dev CER {previous.get('best_dev_cer')})")
         return float(previous.get("best_dev_cer") or "inf")
     if previous.get("status") == "failed":
         print(f"[sweep] {run_dir.name}: failed before, rerunning from scratch")
-        for name in RUN_FILES:
+        for name in RUN_FILES if ddp.is_main else ():
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        ddp.barrier()
     try:
         train_cfg = to_train_config(cfg)
         swept = list(parse_overrides(overrides))
@@ -160,5 +199,12 @@ def train_job(cfg: DictConfig) -> float:
     except RunInterrupted:
         raise
     except Exception as e:
-        record_failure(run_dir, e, overrides=overrides)
+        if ddp.is_main:
+            record_failure(run_dir, e, overrides=overrides)
+        if ddp.enabled and not isinstance(e, _AGREED_ERRORS):
+            # One rank failed on its own: the others wait in a collective it will never join.
+            # Hydra would go on to the next job out of step with them, so end this process
+            # instead; torchrun (or Slurm) then stops the whole job.
+            traceback.print_exc()
+            raise SystemExit(1) from e
         raise

@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from asr import distributed, ranks
 from asr.schema import (
     RECIPES,
     AugmentConfig,
@@ -102,9 +103,24 @@ def n_class_for(alphabet: str | None) -> int:
 
 def register_configs() -> None:
     """Register `base_train`, `base_evaluate`, one `base_<group>` schema per group, and the
-    resolvers `asr.job_dir` (names sweep job folders) and `asr.n_class`."""
+    resolvers `asr.job_dir` (names sweep job folders), `asr.n_class`, and for DDP `asr.now`,
+    `asr.rank_suffix`, `asr.main_rank` (see `asr.distributed` and `asr.ranks`)."""
     OmegaConf.register_new_resolver("asr.job_dir", job_dirname, replace=True)
     OmegaConf.register_new_resolver("asr.n_class", n_class_for, replace=True)
+    # Hydra's `now`, but rank 0's clock on every rank of a DDP job (one run directory). Cached
+    # like `now`, so that Hydra hands the submitting process's value to submitit's tasks.
+    OmegaConf.register_new_resolver(
+        "asr.now",
+        lambda pattern: distributed.start_time().strftime(pattern),
+        use_cache=True,
+        replace=True,
+    )
+    # Per process, never cached: `.rank<N>` on ranks other than 0 (their own log files), and
+    # a value that only rank 0 keeps (null elsewhere: e.g. only rank 0 saves `.hydra/`).
+    OmegaConf.register_new_resolver("asr.rank_suffix", lambda: ranks.rank_suffix(), replace=True)
+    OmegaConf.register_new_resolver(
+        "asr.main_rank", lambda value: value if ranks.is_main_rank() else None, replace=True
+    )
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)

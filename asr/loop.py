@@ -12,6 +12,11 @@ holds because everything a step depends on is either in the checkpoint (weights,
 counters, torch's global RNG, which dropout draws from) or a pure function of (seed, epoch,
 position): the batch order (BucketBatchSampler), SpecAugment's masks (SpeechDataset), and
 nothing else draws from the global RNG (the DataLoaders have their own generators).
+
+Under DDP (`torchrun --nproc_per_node=N train.py`, or Slurm tasks; see asr.distributed) each
+rank trains on its own shard of the batches; every decision that ends or skips a step is taken
+by all ranks together, and rank 0 alone writes the checkpoints, metrics, summary and W&B run.
+Each rank's RNG state is saved, so a resume with the same number of ranks is exact too.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +36,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from asr import checkpoint
+from asr import checkpoint, distributed
 from asr.data.checks import ProblemReport
 from asr.data.dataset import Batch
 from asr.data.loader import ctc_frames_fn, load_splits, make_augment, make_loader, make_logmel
 from asr.data.manifest import manifest_digest
-from asr.inference import Transcripts, ctc_loss, transcribe
+from asr.inference import Transcripts, ctc_loss
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.schema import ConfigError, TrainConfig
 from asr.text import make_vocabulary
-from asr.tracking import Tracker, read_summary
+from asr.tracking import NullTracker, Tracker, read_summary
 
 
 class NonFiniteError(RuntimeError):
@@ -75,6 +81,7 @@ class StepResult:
     loss: float
     grad_norm: float
     finite: bool  # False: the step was skipped, weights and optimizer state untouched
+    audio_seconds: float = 0.0  # trained on in this step (by all ranks, under DDP)
 
 
 def train_step(
@@ -85,25 +92,41 @@ def train_step(
     grad_clip: float,
     device: torch.device,
     autocast: contextlib.AbstractContextManager | None = None,
+    vote: Callable[[float, int, float], distributed.Vote] | None = None,
 ) -> StepResult:
-    """One optimizer step on a batch; a non-finite loss or gradient skips it entirely."""
+    """One optimizer step on a batch; a non-finite loss or gradient skips it entirely.
+
+    Under DDP, `vote` agrees on the step with the other ranks before the backward pass (see
+    `DDP.vote`): the loss is then the global batch's, and one rank's non-finite loss skips
+    the step on every rank.
+    """
     model.train()
-    feats, feat_lens = batch.feats.to(device), batch.feat_lens.to(device)  # (B, F, T), (B,)
+    # non_blocking: with pinned batches (CUDA) the copies overlap the work already queued.
+    feats = batch.feats.to(device, non_blocking=True)  # (B, F, T)
+    feat_lens = batch.feat_lens.to(device, non_blocking=True)  # (B,)
     with autocast or contextlib.nullcontext():
         log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
-    targets, target_lens = batch.targets.to(device), batch.target_lens.to(device)
+    targets = batch.targets.to(device, non_blocking=True)
+    target_lens = batch.target_lens.to(device, non_blocking=True)
     loss = ctc_loss(log_probs, out_lens, targets, target_lens, blank)
     optimizer.zero_grad(set_to_none=True)
     loss_value = float(loss.detach())  # the one host sync of a step
+    audio_seconds = batch.audio_seconds
+    if vote is not None:
+        agreed = vote(loss_value, len(batch), audio_seconds)
+        loss_value, audio_seconds = agreed.loss, agreed.audio_seconds
+        if agreed.scale != 1.0:  # unequal batch sizes across ranks
+            loss = loss * agreed.scale
     if not math.isfinite(loss_value):
-        return StepResult(loss_value, math.nan, False)
-    loss.backward()
+        return StepResult(loss_value, math.nan, False, audio_seconds)
+    loss.backward()  # under DDP, also averages the gradients over the ranks
+    # Averaged gradients are equal on every rank, so their norm and finiteness are too.
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
     if not torch.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_value, float(grad_norm), False)
+        return StepResult(loss_value, float(grad_norm), False, audio_seconds)
     optimizer.step()
-    return StepResult(loss_value, float(grad_norm), True)
+    return StepResult(loss_value, float(grad_norm), True, audio_seconds)
 
 
 def pick_device(name: str) -> torch.device:
@@ -140,16 +163,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     wall_start = time.time()
-    device = pick_device(cfg.trainer.device)
+    ddp = distributed.setup()  # one process, or this rank of a DDP job (joined once per process)
+    device = ddp.bind(pick_device(cfg.trainer.device))
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.seed)
 
     # ---- resume state: this run dir's last.pt wins, then trainer.resume ----
-    checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed while saving
+    if ddp.is_main:  # rank 0 writes the checkpoints, so only it may clean up after them
+        checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed while saving
     resume_from = run_dir / "last.pt" if (run_dir / "last.pt").is_file() else None
     if resume_from is None and cfg.trainer.resume:
         resume_from = checkpoint.resolve_checkpoint(cfg.trainer.resume, "last.pt")
+    resume_from = ddp.broadcast(resume_from)  # every rank loads the checkpoint rank 0 chose
     state = checkpoint.load(resume_from) if resume_from else None
 
     # ---- data ----
@@ -165,6 +191,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     print(f"data: {data.describe()}")
     for line in report.table():
         print(f"data: {line.strip()}")
+    workers = ddp.num_workers(d.num_workers)  # none under DDP before Python 3.12
     train_loader, train_sampler = make_loader(
         data.utts["train"],
         logmel,
@@ -173,17 +200,33 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         d.num_buckets,
         cfg.seed,
         True,
-        d.num_workers,
+        workers,
         frames,
         d.batch_seconds,
+        ddp.rank,  # each rank its own shard of the batches, all with as many batches
+        ddp.world_size,
+        cache_mb=d.feature_cache_mb,
+        pin_memory=device.type == "cuda",
     )
     eval_loaders = {
         split: make_loader(
-            utts, logmel, None, d.batch_size, d.num_buckets, cfg.seed, False, d.num_workers, frames
+            utts,
+            logmel,
+            None,
+            d.batch_size,
+            d.num_buckets,
+            cfg.seed,
+            False,
+            workers,
+            frames,
+            cache_mb=d.feature_cache_mb,
+            pin_memory=device.type == "cuda",
         )[0]
         for split, utts in data.utts.items()
         if split != "train" and utts
     }
+    # Under DDP each rank evaluates a shard of the batches, and all get the whole result.
+    eval_loaders = {split: ddp.shard(loader) for split, loader in eval_loaders.items()}
 
     # ---- model and optimizer (fresh, resumed, or initialised from another run) ----
     model.to(device)
@@ -197,7 +240,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         counters = Counters(**state["counters"])
-        checkpoint.set_rng_state(state["rng"])
+        ddp.restore_rng(state, cfg.seed, counters.step)  # each rank's own stream (dropout)
+        counters.batch_in_epoch = ddp.resume_position(
+            counters.batch_in_epoch, state.get("world_size", 1)
+        )
         run_id = state.get("wandb_run_id")
         print(f"resumed from {resume_from} at step {counters.step}, epoch {counters.epoch}")
     elif cfg.trainer.init_from:
@@ -209,6 +255,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                 f"trainer.init_from: weights do not fit this model ({str(e).splitlines()[0]})"
             ) from None
         print(f"initialised weights from {cfg.trainer.init_from}")
+    if state is None:
+        ddp.seed(cfg.seed)  # dropout masks differ between ranks
+    train_model = ddp.wrap(model)  # DDP for the training forward; `model` for the rest
     n_params = num_params(model)
     config_dict = dataclasses.asdict(cfg)
     meta = {
@@ -223,17 +272,23 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
 
     def save(name: str) -> None:
         counters.elapsed_seconds = elapsed()
+        rng = checkpoint.rng_state()
+        rng_ranks = ddp.all_gather(rng)  # every rank's, for an exact resume
+        if not ddp.is_main:
+            return
         state = {
             "format_version": checkpoint.FORMAT_VERSION,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": {"schedule": cfg.optim.schedule, "progress": run_progress()},
             "counters": dataclasses.asdict(counters),
-            "rng": checkpoint.rng_state(),
+            "rng": rng,
             "wandb_run_id": tracker.run_id,
             "n_params": n_params,
             **meta,
         }
+        if ddp.enabled:
+            state.update(world_size=ddp.world_size, rng_ranks=rng_ranks)
         checkpoint.save_atomic(state, run_dir / name)
 
     session_start, elapsed_before = time.perf_counter(), counters.elapsed_seconds
@@ -259,6 +314,20 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             and counters.batch_in_epoch < batches_per_epoch
         )
 
+    def stopping() -> bool:
+        """A budget spent or a signal received, agreed by all ranks: a rank that stopped alone
+        would leave the others waiting for it forever (max_minutes reads each rank's clock, and
+        a signal may reach one rank only)."""
+        own = signal.Signals[stop.signal].value if stop.signal else 0
+        spent, signum = ddp.max(run_progress() >= 1.0, own)
+        if signum and stop.signal is None:
+            stop.signal = signal.Signals(int(signum)).name  # received by another rank
+        return spent > 0 or stop.signal is not None
+
+    def summary() -> dict[str, Any]:
+        ddp.merge_problems(report, found_on_load)  # each rank loaded a shard of the audio
+        return _summary(counters, report, wall_start)
+
     def patience_out() -> bool:
         """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
         return bool(t.patience) and counters.evals_since_best >= t.patience
@@ -269,7 +338,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         if "dev" not in eval_loaders:
             save("last.pt")
             return None
-        dev = transcribe(model, eval_loaders["dev"], vocab, device)
+        dev = ddp.transcribe(model, eval_loaders["dev"], vocab, device)
         metrics = {
             "dev/cer": dev.cer,
             "dev/wer": dev.wer,
@@ -301,8 +370,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         save("last.pt")
         return dev
 
-    with Tracker(
-        run_dir, cfg.logger, {**config_dict, "overrides": meta["overrides"]}, run_id
+    # Under DDP rank 0 alone tracks: one summary.json, one metrics.jsonl, one W&B run.
+    with (
+        Tracker(run_dir, cfg.logger, {**config_dict, "overrides": meta["overrides"]}, run_id)
+        if ddp.is_main
+        else NullTracker()
     ) as tracker:
         tracker.update_summary(
             status="running",
@@ -313,6 +385,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
             pid=os.getpid(),
             hostname=socket.gethostname(),
             torch_threads=torch.get_num_threads(),
+            world_size=ddp.world_size,
             train_utterances=len(data.utts["train"]),
             skipped=report.skipped,
             repaired=report.repaired,
@@ -323,29 +396,46 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
 
         # ---- the loop ----
         window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, time.perf_counter()
-        done = run_progress() >= 1.0
+        found_on_load: list[tuple[str, str, str]] = []  # this rank's load-time problems
         with StopFlag() as stop:
+            done = stopping()
             while not done:
                 # Both are pure functions of (seed, epoch): resuming mid-epoch skips exactly the
                 # batches already trained on, and the rest get the same SpecAugment masks.
                 train_sampler.set_epoch(counters.epoch, counters.batch_in_epoch)
                 train_dataset.set_epoch(counters.epoch)
                 bar = tqdm(
-                    train_loader, desc=f"epoch {counters.epoch}", leave=False, dynamic_ncols=True
+                    train_loader,
+                    desc=f"epoch {counters.epoch}",
+                    leave=False,
+                    dynamic_ncols=True,
+                    disable=not ddp.is_main,
                 )
                 step_start = time.perf_counter()
                 for batch in bar:
                     counters.batch_in_epoch += 1
                     for utt_id, kind, detail in batch.problems:
-                        if (kind, utt_id) not in report and report.counts[kind] < 5:
-                            tqdm.write(f"data: {kind}: {utt_id} ({detail})")  # the first few
+                        if (kind, utt_id) not in report:
+                            found_on_load.append((utt_id, kind, detail))
+                            if report.counts[kind] < 5:
+                                tqdm.write(f"data: {kind}: {utt_id} ({detail})")  # the first few
                         report.add(kind, utt_id, detail)
-                    if len(batch) == 0:
+                    # Every rank takes each step or none does (a batch whose utterances were all
+                    # unusable on one rank skips it everywhere), at the same learning rate.
+                    any_empty, step_progress = ddp.max(len(batch) == 0, run_progress())
+                    if any_empty:
                         continue
-                    lr = lr_at(run_progress(), cfg.optim)
+                    lr = lr_at(step_progress, cfg.optim)
                     set_lr(optimizer, lr)
                     result = train_step(
-                        model, optimizer, batch, vocab.blank, t.grad_clip, device, autocast
+                        train_model,
+                        optimizer,
+                        batch,
+                        vocab.blank,
+                        t.grad_clip,
+                        device,
+                        autocast,
+                        ddp.vote if ddp.enabled else None,
                     )
                     if result.finite:
                         counters.consecutive_nonfinite = 0
@@ -356,7 +446,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         counters.consecutive_nonfinite += 1
                     counters.step += 1
                     if counters.consecutive_nonfinite >= t.max_nonfinite_steps:
-                        tracker.update_summary(**_summary(counters, report, wall_start))
+                        tracker.update_summary(**summary())
                         raise NonFiniteError(
                             f"{counters.consecutive_nonfinite} steps in a row (up to step "
                             f"{counters.step}) had a non-finite loss or gradient (last loss "
@@ -365,8 +455,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         )
                     now = time.perf_counter()
                     counters.train_seconds += now - step_start
-                    counters.train_audio_seconds += batch.audio_seconds
-                    window_audio += batch.audio_seconds
+                    counters.train_audio_seconds += result.audio_seconds
+                    window_audio += result.audio_seconds
                     if counters.step % t.log_every_steps == 0 and window_n:
                         speed = window_audio / max(now - window_start, 1e-9)
                         avg = window_loss / window_n
@@ -384,7 +474,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                             loss=f"{avg:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}"
                         )
                         window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, now
-                    done = run_progress() >= 1.0 or stop.signal is not None
+                    done = stopping()
                     if not done and t.eval_every_steps and counters.step % t.eval_every_steps == 0:
                         evaluate_dev()
                         window_start = time.perf_counter()  # eval time is not training time
@@ -404,11 +494,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         if counters.last_eval_step != counters.step:
                             evaluate_dev()
                         window_start = time.perf_counter()
-                    done = run_progress() >= 1.0 or stop.signal is not None or patience_out()
+                    done = stopping() or patience_out()
                 bar.close()
             if stop.signal is not None:
                 save("last.pt")
-                tracker.update_summary(**_summary(counters, report, wall_start), signal=stop.signal)
+                tracker.update_summary(**summary(), signal=stop.signal)
                 tracker.finish(
                     "interrupted", error=f"stopped by {stop.signal}; resume with the same run dir"
                 )
@@ -417,11 +507,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         # ---- the end: dev once more if needed, then the best weights on test ----
         if counters.last_eval_step != counters.step:
             evaluate_dev()  # also saves last.pt
+        ddp.barrier()  # rank 0 has finished writing best.pt
         if (run_dir / "best.pt").is_file():
             model.load_state_dict(checkpoint.load(run_dir / "best.pt")["model"])
-        final = _summary(counters, report, wall_start)
+        final = summary()
         if "test" in eval_loaders:
-            test = transcribe(model, eval_loaders["test"], vocab, device)
+            test = ddp.transcribe(model, eval_loaders["test"], vocab, device)
             final.update(test_cer=test.cer, test_wer=test.wer, test_rtf=test.rtf)
             tracker.log({"test/cer": test.cer, "test/wer": test.wer}, step=counters.step)
             print(

@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from asr import ranks
 from asr.report import Job, load_jobs, make_report
 
 
@@ -33,11 +34,13 @@ class SweepCallback(Callback):
         self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not ranks.is_main_rank():  # under DDP, rank 0 alone reports on the sweep
+            return
         self.sweep_dir = Path(config.hydra.sweep.dir)
         atexit.register(self._final_words)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not _is_multirun(config):
+        if not _is_multirun(config) or not ranks.is_main_rank():
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         job = Path(config.hydra.runtime.output_dir).name

@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 __all__ = [
     "LoggerConfig",
+    "NullTracker",
     "Tracker",
     "has_wandb_credentials",
     "new_run_id",
@@ -395,6 +396,33 @@ class Tracker:
         error = f"{type(exc).__name__}: {exc}"
         interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
         self.finish("interrupted" if interrupted else "failed", error)
+
+
+class NullTracker:
+    """A Tracker that records nothing: what DDP ranks other than 0 use, so that a job has one
+    summary.json, one metrics.jsonl and one W&B run, while every rank runs the same loop."""
+
+    run_id: str | None = None
+    wandb_dir: Path | None = None
+    wandb_enabled = False
+
+    def log(self, metrics: Mapping[str, float | int | str], step: int) -> None:
+        pass
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+        pass
+
+    def update_summary(self, **values: Any) -> None:
+        pass
+
+    def finish(self, status: str = "ok", error: str | None = None) -> None:
+        pass
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
