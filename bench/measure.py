@@ -1,0 +1,115 @@
+"""What the benchmark measures with: a subprocess's peak memory, window statistics, this
+machine's matmul peak, and a model's training FLOPs per second of audio."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Finished:
+    returncode: int
+    seconds: float  # wall time of the whole subprocess, start-up included
+    peak_pss_mib: float  # the process tree's proportional set size, sampled
+    peak_rss_mib: float  # the main process's own peak (kernel-exact, from wait4)
+    log: Path
+
+
+def _children() -> dict[int, list[int]]:
+    """ppid -> pids, from /proc."""
+    out: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        out.setdefault(ppid, []).append(int(entry.name))
+    return out
+
+
+def tree_pss_kib(pid: int) -> int:
+    """PSS of `pid` and all its descendants: shared pages (forked DataLoader workers share most
+    of the parent's) are split between the processes that share them, never counted twice."""
+    children, total, todo = _children(), 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue  # gone already, or not ours to read
+    return total
+
+
+def run_measured(cmd: list[str], log: Path, env: dict | None = None, cwd=None) -> Finished:
+    """Run `cmd` to its end, output to `log`, sampling its tree's memory every 0.25 s."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    peak = [0]
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.25):
+                peak[0] = max(peak[0], tree_pss_kib(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
+    return Finished(
+        proc.returncode, time.perf_counter() - start, peak[0] / 1024, usage.ru_maxrss / 1024, log
+    )
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """The best FLOP/s of a large square matmul here: the practical peak of this machine."""
+    n = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = 0.0
+    for _ in range(12 if device.type == "cpu" else 30):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def train_flops_per_audio_second(model: torch.nn.Module, n_feats: int, frames_per_second: float):
+    """Matmul and conv FLOPs of one training step (forward and backward) per second of audio,
+    counted by torch's FlopCounterMode on a padding-free batch (elementwise ops not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    seconds = 4.0
+    frames = round(seconds * frames_per_second)
+    feats, lens = torch.randn(2, n_feats, frames), torch.full((2,), frames)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        log_probs, _ = model(feats, lens)
+        log_probs.sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / (2 * seconds)
