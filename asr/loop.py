@@ -39,7 +39,14 @@ from tqdm import tqdm
 from asr import checkpoint, distributed
 from asr.data.checks import ProblemReport
 from asr.data.dataset import Batch
-from asr.data.loader import ctc_frames_fn, load_splits, make_augment, make_loader, make_logmel
+from asr.data.loader import (
+    ctc_frames_fn,
+    default_num_workers,
+    load_splits,
+    make_augment,
+    make_loader,
+    make_logmel,
+)
 from asr.data.manifest import manifest_digest
 from asr.inference import Transcripts, ctc_loss
 from asr.model import DeepSpeech2, num_params
@@ -191,7 +198,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
     print(f"data: {data.describe()}")
     for line in report.table():
         print(f"data: {line.strip()}")
-    workers = ddp.num_workers(d.num_workers)  # none under DDP before Python 3.12
+    workers = ddp.num_workers(default_num_workers(d.num_workers, device))
     train_loader, train_sampler = make_loader(
         data.utts["train"],
         logmel,

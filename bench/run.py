@@ -69,14 +69,15 @@ PLANS = {
     "full": Plan(3, 4, 4, 10.0, 3),
 }
 RACE_LR = 1.5e-3  # the quick start's peak learning rate (README), the same on both sides
-# Each lever switched off on its own (batches by seconds: switched on). "GOMP_SPINCOUNT=..."
+# Each lever switched off on its own (a worker and batches by seconds: switched on, being off by
+# default on the CPU). "GOMP_SPINCOUNT=..."
 # entries set the environment instead of the config.
 LEVERS = {
     "no duration buckets": ["data.num_buckets=1"],
     "packed GRUs (torch's, on CPU)": ["model.gru_impl=pack"],
     "GRUs reversed, torch's backward (no scan)": ["model.gru_impl=reverse"],
     "no feature cache": ["data.feature_cache_mb=0"],
-    "no DataLoader worker": ["data.num_workers=0"],
+    "one DataLoader worker": ["data.num_workers=1"],
     "AdamW per-tensor loop (not fused)": ["optim.fused=false"],
     "batches by seconds (same mean audio)": ["data.batch_seconds={batch_seconds}"],
     "libgomp's default spin (300000)": ["GOMP_SPINCOUNT=300000"],

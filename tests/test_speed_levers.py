@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from asr.data.dataset import SpeechDataset
-from asr.data.loader import make_loader
+from asr.data.loader import default_num_workers, make_loader
 from asr.features import LogMel, SpecAugment
 from asr.gru import _TwoDirectionScan
 from asr.optim import build_optimizer
@@ -78,7 +78,7 @@ def test_fused_adamw_takes_the_same_steps_as_the_default_one():
 EXIT_WITH_A_LIVE_LOADER = """
 import sys
 from pathlib import Path
-from asr.data.loader import make_loader
+from asr.data.loader import default_num_workers, make_loader
 from asr.features import LogMel
 from tests.conftest import ROOT
 from tests.test_faults import tone_utterances
@@ -102,3 +102,10 @@ def test_a_process_exits_while_its_persistent_workers_are_alive(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0 and result.stdout.strip() == "4", result.stderr[-2000:]
+
+
+def test_worker_count_defaults_to_none_on_cpu_and_one_on_cuda():
+    assert default_num_workers(None, torch.device("cpu")) == 0
+    assert default_num_workers(None, torch.device("cuda")) == 1
+    assert default_num_workers(3, torch.device("cpu")) == 3  # an explicit count is kept
+    assert default_num_workers(0, torch.device("cuda")) == 0

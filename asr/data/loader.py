@@ -86,6 +86,19 @@ def load_splits(
     return Splits(manifests, utts, report)
 
 
+def default_num_workers(wanted: int | None, device: torch.device) -> int:
+    """`data.num_workers`, with null resolved for `device`: none on the CPU, one on CUDA.
+
+    On a CPU the model's threads take every core, so a worker computing features only takes
+    time from them (bench/run.py levers: no slower without one, and ~150 MiB less), and from
+    the second epoch the feature cache serves every utterance anyway. A GPU step leaves the
+    host's cores idle: there a worker prepares the next batch meanwhile.
+    """
+    if wanted is not None:
+        return wanted
+    return 1 if device.type == "cuda" else 0
+
+
 def _worker_init(_: int) -> None:
     # Feature extraction is light; one thread per worker keeps the cores for the model, and a
     # lower priority lets it use the time the model's threads leave idle (between the GRU's
