@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.data import synth
 from asr.data.cache import DONE_MARKER
 from asr.data.espeak import Espeak, EspeakError, trim_silence
 from asr.data.sentences_es import generate_sentences, number_words, sentence_key
@@ -47,14 +47,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path
 
 
 def test_generate_6000_distinct_sentences() -> None:
-    start = time.perf_counter()
     sentences = generate_sentences(6000)
-    elapsed = time.perf_counter() - start
     assert len(sentences) == 6000
     assert len(set(sentences)) == 6000
     assert len({sentence_key(s) for s in sentences}) == 6000  # distinct even once normalised
     assert all(3 <= len(s.split()) <= 14 for s in sentences)
-    assert elapsed < 5.0  # ~0.4 s here; generous for slow CI machines
     words = {w.strip(",¿?¡!") for s in sentences for w in s.split()}
     assert len(words) > 1500  # a varied lexicon, not a handful of templates
 
@@ -176,22 +173,23 @@ def test_test_split_uses_held_out_variants(tiny) -> None:
     assert not used["test"] & (used["train"] | used["dev"])
 
 
-def test_second_call_reuses_the_built_corpus(tiny) -> None:
+def test_second_call_reuses_the_built_corpus(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     cache, manifests, _ = tiny
     corpus = synth_corpus_dir(cache, TINY)
     before = {p: p.stat().st_mtime_ns for p in (corpus / INFO_FILE, corpus / DONE_MARKER)}
     logs: list[str] = []
-    start = time.perf_counter()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the built corpus was synthesized again")
+
+    monkeypatch.setattr(synth, "_build", no_rebuild)  # reuse is checked, not timed
     again = build_synth_corpus(cache, TINY, log=logs.append)
-    assert time.perf_counter() - start < 0.5
     assert again == manifests
     assert logs == []
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
 def test_failed_build_leaves_no_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asr.data.synth as synth
-
     def broken_build(root: Path, spec: SynthSpec, log) -> dict:
         root.mkdir(parents=True)
         (root / "partial.txt").write_text("half a corpus")
