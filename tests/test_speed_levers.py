@@ -14,6 +14,7 @@ from asr.data.dataset import SpeechDataset
 from asr.data.loader import default_num_workers, make_loader
 from asr.features import LogMel, SpecAugment
 from asr.gru import _TwoDirectionScan
+from asr.model import Dropout
 from asr.optim import build_optimizer
 from asr.schema import OptimConfig
 from tests.conftest import ROOT
@@ -109,3 +110,19 @@ def test_worker_count_defaults_to_none_on_cpu_and_one_on_cuda():
     assert default_num_workers(None, torch.device("cuda")) == 1
     assert default_num_workers(3, torch.device("cpu")) == 3  # an explicit count is kept
     assert default_num_workers(0, torch.device("cuda")) == 0
+
+
+def test_the_cpu_dropout_keeps_torchs_distribution():
+    """asr.model.Dropout draws its mask with torch.rand: each element is kept with probability
+    1 - p and scaled by 1 / (1 - p), as nn.Dropout does; evaluation passes the input through."""
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: std 3e-4
+    assert torch.allclose(y[kept], torch.tensor(1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * scale) / dx = scale
+    drop.eval()
+    assert drop(x) is x
