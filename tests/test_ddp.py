@@ -335,12 +335,21 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
 
 
-def torchrun(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node=2", str(ROOT / "train.py"), *args]
+def run_python(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python *args` in `cwd`, without the rank variables of the environment, captured."""
     return subprocess.run(
-        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+def torchrun(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    return run_python([*launcher, str(ROOT / "train.py"), *args], cwd, timeout)
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -384,14 +393,7 @@ def test_torchrun_trains_like_one_process_on_the_same_global_batches_and_resumes
     wrapper.write_text(f"TRAIN = {str(ROOT / 'train.py')!r}\n{UNION_WRAPPER}")
     single_dir = tmp_path / "single"
     single_args = [*common, "trainer.max_steps=8", "trainer.num_threads=1"]
-    single = subprocess.run(
-        [sys.executable, str(wrapper), *single_args, f"hydra.run.dir={single_dir}"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    single = run_python([str(wrapper), *single_args, f"hydra.run.dir={single_dir}"], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
 
     # The same command with a bigger budget resumes the DDP run at step 4.
@@ -437,14 +439,7 @@ def test_the_submitit_launcher_runs_one_ddp_job_of_several_tasks(
     args = [*COMMON, f"data.cache_dir={corpus_cache}", "trainer.max_steps=2", "seed=3"]
     launcher = ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"]
     launcher += ["hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}"]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--multirun", *launcher, *args],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_python([str(ROOT / "train.py"), "--multirun", *launcher, *args], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = [p.parent for p in sweep.glob("*/summary.json")]
     s = summary(job)
