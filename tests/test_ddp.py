@@ -12,9 +12,11 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -447,3 +449,54 @@ def test_the_submitit_launcher_runs_one_ddp_job_of_several_tasks(
     assert sorted(p.name for p in job.glob("*.log")) == ["train.log", "train.rank1.log"]
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
     assert "ddp: rank 0 of 2 (submitit_local" in logs and "ddp: rank 1 of 2" in logs
+
+
+def _worker_of_rank(launcher_pid: int, rank: int) -> int:
+    """The pid of the torchrun worker with RANK=`rank` among `launcher_pid`'s children."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == launcher_pid and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    raise LookupError(f"no worker of rank {rank} under pid {launcher_pid}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(corpus_cache: Path, tmp_path: Path):
+    """A scheduler may signal one task only: rank 1 alone gets SIGTERM, and rank 0, which got
+    none, learns it at the next agreed step, saves last.pt and records the interruption."""
+    run_dir = tmp_path / "run"
+    args = [*COMMON, f"data.cache_dir={corpus_cache}", "trainer.max_steps=10000"]
+    args += ["trainer.checkpoint_every_steps=2", "logger=none", f"hydra.run.dir={run_dir}"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    proc = subprocess.Popen(
+        [*launcher, "--nproc_per_node=2", str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(1200):  # until the first checkpoint: training has started on both
+            if (run_dir / "last.pt").is_file() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        os.kill(_worker_of_rank(proc.pid, 1), signal.SIGTERM)
+        out = proc.communicate(timeout=180)[0]  # no rank waits forever
+    finally:
+        proc.kill()
+    s = summary(run_dir)
+    assert s["status"] == "interrupted" and s["signal"] == "SIGTERM", out[-3000:]
+    assert checkpoint.load(run_dir / "last.pt")["counters"]["step"] == s["step"] < 10000
+    # Both ranks ended their own way (exit 143 is train.py's for an interrupted run), neither
+    # killed by torchrun nor timed out waiting for the other.
+    exits = re.findall(r"rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*: (-?\d+)", out)
+    assert sorted(exits) == [("0", "143"), ("1", "143")], out[-3000:]
