@@ -101,10 +101,10 @@ def conv_time_major(conv: nn.Conv2d, x: Tensor) -> Tensor:
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout whose CPU mask comes from `torch.rand`: the same distribution, in half the
-    time. torch's CPU `bernoulli_` draws ~6 ns per element; dropout took 8% of a seed-size
-    training step here, and this mask 0.53x the time of `F.dropout` (forward and backward).
-    CUDA keeps torch's fused kernel."""
+    """nn.Dropout whose CPU mask comes from `torch.rand`: the same distribution, in less time.
+    torch's CPU `bernoulli_` draws ~6 ns per element; dropout took 8% of a seed-size training
+    step here, and this mask takes 0.53-0.77x the time of `F.dropout` (forward and backward;
+    bench/micro.py dropout). CUDA keeps torch's fused kernel."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0 or x.is_cuda:
