@@ -145,10 +145,17 @@ def pick_device(name: str) -> torch.device:
 
 
 class StopFlag:
-    """SIGTERM (what schedulers send) or Ctrl-C ask the loop to save and stop cleanly."""
+    """SIGTERM (what schedulers send) or Ctrl-C ask the loop to save and stop cleanly.
+
+    `signal` is what reached this process, whenever it did; `agreed` is what the loop acts on:
+    set at an agreed point (`stopping` in `train`), where under DDP every rank learns of a signal
+    that reached any of them. A rank that acted on its own flag could skip a collective the
+    others enter (the epoch-end evaluation) and leave them waiting forever.
+    """
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.agreed: str | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -327,9 +334,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
         a signal may reach one rank only)."""
         own = signal.Signals[stop.signal].value if stop.signal else 0
         spent, signum = ddp.max(run_progress() >= 1.0, own)
-        if signum and stop.signal is None:
-            stop.signal = signal.Signals(int(signum)).name  # received by another rank
-        return spent > 0 or stop.signal is not None
+        if signum and stop.agreed is None:
+            stop.agreed = signal.Signals(int(signum)).name
+            if stop.signal is None:  # received by another rank
+                step = counters.step
+                tqdm.write(f"stop: {stop.agreed} reached another rank; stopping at step {step}")
+        return spent > 0 or stop.agreed is not None
 
     def summary() -> dict[str, Any]:
         ddp.merge_problems(report, found_on_load)  # each rank loaded a shard of the audio
@@ -494,8 +504,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                 else:  # the epoch ran to its end
                     # Stopped by a signal: leave the epoch-end work (the dev evaluation) to the
                     # resumed run, which finds this epoch with no batch left and does it first,
-                    # as a run that never stopped would have.
-                    if stop.signal is None:
+                    # as a run that never stopped would have. Agree first: a signal may have
+                    # reached one rank since the last step's vote.
+                    stopping()
+                    if stop.agreed is None:
                         counters.epoch += 1
                         counters.batch_in_epoch = 0
                         if counters.last_eval_step != counters.step:
@@ -503,13 +515,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = N
                         window_start = time.perf_counter()
                     done = stopping() or patience_out()
                 bar.close()
-            if stop.signal is not None:
+            stopping()  # the same, before choosing how the run ends
+            if stop.agreed is not None:
                 save("last.pt")
-                tracker.update_summary(**summary(), signal=stop.signal)
+                tracker.update_summary(**summary(), signal=stop.agreed)
                 tracker.finish(
-                    "interrupted", error=f"stopped by {stop.signal}; resume with the same run dir"
+                    "interrupted", error=f"stopped by {stop.agreed}; resume with the same run dir"
                 )
-                raise RunInterrupted(f"stopped by {stop.signal}: saved {run_dir / 'last.pt'}")
+                raise RunInterrupted(f"stopped by {stop.agreed}: saved {run_dir / 'last.pt'}")
 
         # ---- the end: dev once more if needed, then the best weights on test ----
         if counters.last_eval_step != counters.step:
