@@ -6,6 +6,8 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from asr.schema import AugmentConfig, DataConfig
+
 LOG_EPS = 1e-6  # floor inside the log: silence maps to log(1e-6) instead of -inf
 STD_EPS = 1e-3  # guards constant (e.g. silent) input; real log-mel std is several nats
 
@@ -20,13 +22,16 @@ class LogMel(nn.Module):
     recording gain, and makes 0.0 the natural "no information" value used by SpecAugment.
     """
 
+    # The STFT settings default to the config schema's (DataConfig): one source of truth. A run
+    # builds its LogMel from its config (`asr.data.loader.make_logmel`).
     def __init__(
         self,
-        sample_rate: int = 16000,
-        n_mels: int = 128,
-        n_fft: int = 400,
-        win_length: int = 400,
-        hop_length: int = 160,
+        sample_rate: int,
+        n_mels: int,
+        *,
+        n_fft: int = DataConfig.n_fft,
+        win_length: int = DataConfig.win_length,
+        hop_length: int = DataConfig.hop_length,
     ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
@@ -71,13 +76,15 @@ class SpecAugment(nn.Module):
     masks whichever process augments it and however the run was interrupted and resumed.
     """
 
+    # Defaults: the config schema's (AugmentConfig), one source of truth. A run builds its
+    # SpecAugment from its config (`asr.data.loader.make_augment`).
     def __init__(
         self,
-        freq_masks: int = 2,
-        freq_width: int = 27,
-        time_masks: int = 2,
-        time_width: int = 40,
-        time_width_ratio: float = 0.1,
+        freq_masks: int = AugmentConfig.freq_masks,
+        freq_width: int = AugmentConfig.freq_width,
+        time_masks: int = AugmentConfig.time_masks,
+        time_width: int = AugmentConfig.time_width,
+        time_width_ratio: float = AugmentConfig.time_width_ratio,
     ) -> None:
         super().__init__()
         for name, value in (

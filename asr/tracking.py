@@ -1,11 +1,12 @@
 """Run tracking: `metrics.jsonl` and `summary.json` always, Weights & Biases when enabled.
 
-This is the only module that imports wandb, so that the rest of the project (and every test
-that does not care about W&B) neither pays its ~0.5 s import nor depends on its behaviour. The
-files are the source of truth: they are written first and survive any W&B failure, so a run can
-be compared and resumed without a server. W&B is an extra view for comparing sweeps.
+This is the only module of the package that imports wandb (the tests read offline runs back
+with `tests/wandb_offline.py`), so that the rest of the project (and every test that does not
+care about W&B) neither pays its ~0.5 s import nor depends on its behaviour. The files are the
+source of truth: they are written first and survive any W&B failure, so a run can be compared
+and resumed without a server. W&B is an extra view for comparing sweeps.
 
-Design choices, each from something seen with wandb 0.31 (see shared/pitfalls.md):
+Design choices, each from something wandb 0.31 was seen to do:
 
 - `mode="auto"` goes online only when credentials exist, so no run ever waits on a network.
 - A second `wandb.init` in one process without `finish()` silently reuses the first run (Hydra

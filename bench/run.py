@@ -92,8 +92,10 @@ def find_manifests(a: argparse.Namespace, work: Path) -> Manifests:
         from asr.data.corpus import resolve_manifests
         from asr.schema import DataConfig
 
-        cache = a.cache_dir or os.environ.get("ASR_CACHE_DIR", "~/.cache/asr-sweep")
-        paths = resolve_manifests(DataConfig(cache_dir=cache))
+        data = DataConfig()  # cache_dir: $ASR_CACHE_DIR, else ~/.cache/asr-sweep, as train.py
+        if a.cache_dir:
+            data.cache_dir = a.cache_dir
+        paths = resolve_manifests(data)
     for split in ("train", "dev"):
         if not paths.get(split) or not Path(paths[split]).is_file():
             raise SystemExit(f"error: no {split} manifest ({paths.get(split)})")

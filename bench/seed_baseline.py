@@ -5,7 +5,8 @@ features, batches, loop and greedy decoder. Only reading manifests (`asr.data.ma
 normalization (`asr.text`) and scoring (`asr.metrics`) come from the product, so both sides see
 the same utterances and CER is computed identically.
 
-Faithful to the seed (see /work/shared/anchors.md, "The seed's reference recipe"):
+Faithful to the seed (the "end-to-end speech recognition in PyTorch" DeepSpeech2 tutorial's
+recipe, which `asr.model` reproduces parameter for parameter):
 - the model: stem conv, residual CNN blocks (LayerNorm over features, GELU, dropout, conv),
   a linear layer, bidirectional GRUs, a two-layer classifier; no packing, no masking: a short
   utterance's backward GRU starts in its batch's padding, as in the seed;

@@ -21,7 +21,7 @@ BAD_KINDS = {
     "duplicate_path": 2,
     "missing_file": 2,
     "unreadable_audio": 1,
-    "empty_audio": 1,
+    "empty_audio": 2,
     "nonfinite_audio": 1,
     "empty_text": 2,
     "chars_outside_alphabet": 1,
@@ -71,6 +71,8 @@ def build_bad_manifest(good_manifest: Path, out_dir: Path) -> Path:
         entry("also/missing.flac", "adios", 1.0).encode() + b"\n",  # missing_file (relative)
         entry(str(unreadable), "hola", 1.0).encode() + b"\n",  # unreadable_audio
         entry(audio("empty.wav", np.zeros(0, np.float32)), "hola", 1.0).encode() + b"\n",
+        # empty_audio too, with the duration measured from the file (not too_long_for_ctc)
+        entry(audio("empty0.wav", np.zeros(0, np.float32)), "hola", 0.0).encode() + b"\n",
         entry(audio("nan.wav", nan_wave, subtype="FLOAT"), a["text"], dur).encode() + b"\n",
         entry(audio("e1.wav", wave), "   ", dur).encode() + b"\n",  # empty_text
         entry(audio("e2.wav", wave), " ¿¡?! ", dur).encode() + b"\n",  # empty after normalizing

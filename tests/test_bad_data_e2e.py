@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from asr.wandb_offline import read_offline_run
 from tests.badcorpus import BAD_KINDS, REPAIRED_KINDS, build_bad_manifest
 from tests.conftest import TINY_MODEL, run_script
+from tests.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.slow
 

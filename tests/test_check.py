@@ -72,3 +72,24 @@ def test_check_command_line_errors_are_one_line(tmp_path: Path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "manifest not found" in proc.stderr
+
+
+def test_an_empty_file_is_empty_audio_whatever_duration_it_declares(tmp_path: Path, capsys):
+    """A manifest measured from the files declares 0 s for an empty one: no transcript fits 0 s,
+    but the problem is the audio, not the transcript's length."""
+    import numpy as np
+
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    sf.write(tmp_path / "ok.wav", np.zeros(16000, np.float32), 16000)
+    rows = [
+        {"audio_filepath": "empty.wav", "text": "hola", "duration": 0.0},
+        # a wrong 0 s declaration of real audio: repaired, and the CTC check uses the file's 1 s
+        {"audio_filepath": "ok.wav", "text": "hola", "duration": 0.0},
+    ]
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert check_main([str(m), "--jobs", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "2 entries, 1 usable, 1 unusable" in out
+    assert "empty_audio" in out and "duration_mismatch" in out
+    assert "too_long_for_ctc" not in out

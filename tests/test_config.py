@@ -181,3 +181,130 @@ def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path: Path):
     assert result.stderr.strip() == (
         "error: ckpt is required: ckpt=<checkpoint file, or a run directory holding best.pt>"
     )
+
+
+# What `train.yaml` composed to for each data option before the data YAMLs were cut down to
+# what differs from DataConfig (each had repeated the schema's defaults): they must keep
+# composing to exactly these values.
+DATA_SHARED = {
+    "language": "es",
+    "alphabet": None,
+    "root": None,
+    "train_manifest": None,
+    "dev_manifest": None,
+    "test_manifest": None,
+    "recipe": {
+        "train": None,
+        "dev": None,
+        "test": None,
+        "table": "transcripts.tsv",
+        "dev_fraction": 0.1,
+        "test_fraction": 0.1,
+    },
+    "synth": {
+        "train_hours": 1.0,
+        "dev_utterances": 300,
+        "test_utterances": 300,
+        "sample_rate": 16000,
+        "seed": 0,
+    },
+    "sample_rate": 16000,
+    "n_mels": 128,
+    "n_fft": 1024,
+    "win_length": 400,
+    "hop_length": 160,
+    "batch_size": 16,
+    "batch_seconds": None,
+    "num_buckets": 10,
+    "max_duration": 20.0,
+    "num_workers": None,
+    "feature_cache_mb": 1024,
+}
+SPLIT_NAMES = {"librispeech": ("train-clean-100", "dev-clean", "test-clean")}
+SPLIT_NAMES["commonvoice"] = ("train", "dev", "test")
+DATA_OWN = {
+    "synth_es": {},
+    "manifest": {},
+    "folder": {},
+    "asterisk": {"max_duration": 90.0},
+    "librispeech": {"language": "en"},
+    "commonvoice": {},
+}
+
+
+@pytest.mark.parametrize("env_cache", [None, "/elsewhere/cache"])
+@pytest.mark.parametrize("option", sorted(DATA_OWN))
+def test_data_options_compose_to_the_same_values_as_before(option, env_cache, monkeypatch):
+    if env_cache is None:
+        monkeypatch.delenv("ASR_CACHE_DIR", raising=False)
+    else:
+        monkeypatch.setenv("ASR_CACHE_DIR", env_cache)
+    from omegaconf import OmegaConf
+
+    composed = compose_train([f"data={option}"]).data
+    got = OmegaConf.to_container(composed, resolve=True, throw_on_missing=False)
+    expected = {**DATA_SHARED, "corpus": option, **DATA_OWN[option]}
+    expected["recipe"] = dict(expected["recipe"])
+    if option in SPLIT_NAMES:
+        splits = dict(zip(("train", "dev", "test"), SPLIT_NAMES[option], strict=True))
+        expected["recipe"].update(splits)
+    # one source for the cache: the schema's default, which reads $ASR_CACHE_DIR (every option,
+    # data=manifest too, which used to ignore the variable)
+    expected["cache_dir"] = env_cache or "~/.cache/asr-sweep"
+    assert {k: got[k] for k in expected} == expected
+    if option == "synth_es":  # the generated corpus follows the features' sample rate
+        again = compose_train([f"data={option}", "data.sample_rate=8000"]).data
+        assert again.synth.sample_rate == 8000
+
+
+def test_library_code_gets_the_same_cache_dir_as_the_config(monkeypatch):
+    from asr.schema import DataConfig
+
+    monkeypatch.delenv("ASR_CACHE_DIR", raising=False)
+    assert DataConfig().cache_dir == "~/.cache/asr-sweep"
+    monkeypatch.setenv("ASR_CACHE_DIR", "/elsewhere/cache")
+    assert DataConfig().cache_dir == "/elsewhere/cache"
+
+
+# Keys a group option keeps even when they equal the schema's default: what the option's
+# name stands for (data=synth_es sets corpus: synth_es, optim=adamw_onecycle name and schedule).
+OPTION_IDENTITY = {"data": {"corpus"}, "optim": {"name", "schedule"}}
+OPTION_IDENTITY |= {"augment": {"name"}, "logger": {"kind"}}
+
+
+def _repeated_defaults(node, default, prefix: str) -> list[str]:
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    repeated = []
+    for key in node:
+        if key == "defaults":
+            continue
+        if OmegaConf.is_missing(node, key):  # merged onto a schema default, ??? leaves it as is
+            repeated.append(f"{prefix}{key} (???)")
+            continue
+        if OmegaConf.is_interpolation(node, key):
+            continue  # e.g. n_feats: ${data.n_mels}, which the schema cannot say
+        value, schema_value = node[key], getattr(default, key)
+        if isinstance(value, DictConfig) and dataclasses.is_dataclass(schema_value):
+            repeated += _repeated_defaults(value, schema_value, f"{prefix}{key}.")
+        elif value == schema_value:
+            repeated.append(f"{prefix}{key}")
+    return repeated
+
+
+def test_group_options_hold_only_what_differs_from_the_schema():
+    from omegaconf import OmegaConf
+
+    from asr.config import GROUPS
+
+    found = {}
+    for group, schema in GROUPS.items():
+        for yaml in sorted((CONF / group).glob("*.yaml")):
+            node = OmegaConf.load(yaml)
+            keys = _repeated_defaults(node, schema(), "")
+            keys = [k for k in keys if k not in OPTION_IDENTITY.get(group, ())]
+            if keys:
+                found[f"{group}/{yaml.name}"] = keys
+    assert found == {}, "keys equal to the schema's default: drop them from the YAML"

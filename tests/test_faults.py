@@ -30,8 +30,8 @@ from asr.data.dataset import BucketBatchSampler, SpeechDataset, Utterance
 from asr.data.loader import make_loader
 from asr.features import LogMel, SpecAugment
 from asr.tracking import LoggerConfig, Tracker
-from asr.wandb_offline import read_offline_run
 from tests.conftest import ROOT, TINY_CORPUS, TINY_MODEL, run_script
+from tests.wandb_offline import read_offline_run
 
 MAX_STEPS = 40  # about 3.6 epochs of the tiny corpus at batch size 4 (11 batches an epoch)
 

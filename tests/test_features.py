@@ -7,21 +7,21 @@ import math
 import pytest
 import torch
 
+from asr.data.loader import make_augment, make_logmel
 from asr.features import LogMel, SpecAugment
-
-# 128 mels on 201 FFT bins leaves 4 empty filters (documented in LogMel); expected, not a failure.
-pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filterbank")
+from asr.schema import AugmentConfig, DataConfig
 
 
-@pytest.mark.parametrize("n", [201, 1600, 12345, 16000, 16159, 16160])
+# 513: the shortest wave the STFT's reflect padding takes with n_fft 1024 (n_fft // 2 + 1)
+@pytest.mark.parametrize("n", [513, 1600, 12345, 16000, 16159, 16160])
 def test_logmel_frames_match_num_frames(n: int) -> None:
-    lm = LogMel()
+    lm = LogMel(16000, 128)
     out = lm(torch.randn(n))
     assert out.shape == (128, lm.num_frames(n))
 
 
 def test_logmel_batched_matches_single() -> None:
-    lm = LogMel(n_mels=40)
+    lm = LogMel(16000, 40)
     waves = torch.randn(3, 8000)
     batched = lm(waves)
     assert batched.shape == (3, 40, lm.num_frames(8000))
@@ -31,10 +31,10 @@ def test_logmel_batched_matches_single() -> None:
 
 def test_logmel_normalised() -> None:
     torch.manual_seed(0)
-    out = LogMel()(0.01 * torch.randn(16000))  # gain must not matter
+    out = LogMel(16000, 128)(0.01 * torch.randn(16000))  # gain must not matter
     assert abs(out.mean().item()) < 1e-4
     assert abs(out.std().item() - 1.0) < 1e-4
-    silent = LogMel()(torch.zeros(4000))  # constant input: guarded std, no NaN
+    silent = LogMel(16000, 128)(torch.zeros(4000))  # constant input: guarded std, no NaN
     assert torch.isfinite(silent).all() and silent.abs().max() < 1e-2
 
 
@@ -46,7 +46,7 @@ def _hz_to_mel(f: float) -> float:  # HTK scale, torchaudio's default
 def test_tone_lands_in_right_mel_bin(freq: float) -> None:
     sr, n_mels = 16000, 64
     t = torch.arange(sr) / sr
-    spec = LogMel(sample_rate=sr, n_mels=n_mels)(torch.sin(2 * math.pi * freq * t))
+    spec = LogMel(sr, n_mels)(torch.sin(2 * math.pi * freq * t))
     peak = int(spec.mean(dim=1).argmax())
     top = _hz_to_mel(sr / 2)
     centres = [top * (i + 1) / (n_mels + 1) for i in range(n_mels)]
@@ -95,3 +95,44 @@ def test_specaugment_rejects_bad_values() -> None:
         SpecAugment(time_width_ratio=1.5)
     with pytest.raises(ValueError, match="freq_masks"):
         SpecAugment(freq_masks=-1)
+
+
+def test_builders_take_every_setting_from_the_config() -> None:
+    d = DataConfig(sample_rate=8000, n_mels=40, n_fft=512, win_length=320, hop_length=80)
+    mel = make_logmel(d).mel
+    assert (mel.sample_rate, mel.n_mels, mel.n_fft, mel.win_length, mel.hop_length) == (
+        8000,
+        40,
+        512,
+        320,
+        80,
+    )
+    a = AugmentConfig(freq_masks=1, freq_width=7, time_masks=3, time_width=11, time_width_ratio=0.5)
+    aug = make_augment(a)
+    assert aug is not None
+    assert (aug.freq_masks, aug.freq_width, aug.time_masks, aug.time_width) == (1, 7, 3, 11)
+    assert aug.time_width_ratio == 0.5
+    assert make_augment(AugmentConfig(name="none")) is None
+
+
+def test_code_defaults_are_the_schemas() -> None:
+    """LogMel's STFT settings and SpecAugment's masks default to the config schema's, so a
+    LogMel or SpecAugment built without a config cannot drift from a run's (n_fft was 400 here
+    against 1024 in the schema, the mask widths 27/40 against 15/35)."""
+    d, a = DataConfig(), AugmentConfig()
+    mel = LogMel(d.sample_rate, d.n_mels).mel
+    assert (mel.n_fft, mel.win_length, mel.hop_length) == (d.n_fft, d.win_length, d.hop_length)
+    mel_cfg = make_logmel(d).mel
+    assert (mel.n_fft, mel.win_length, mel.hop_length) == (
+        mel_cfg.n_fft,
+        mel_cfg.win_length,
+        mel_cfg.hop_length,
+    )
+    aug = SpecAugment()
+    assert (aug.freq_masks, aug.freq_width, aug.time_masks, aug.time_width) == (
+        a.freq_masks,
+        a.freq_width,
+        a.time_masks,
+        a.time_width,
+    )
+    assert aug.time_width_ratio == a.time_width_ratio

@@ -15,7 +15,7 @@ import pytest
 import wandb
 
 from asr.tracking import LoggerConfig, Tracker, has_wandb_credentials, resolve_mode
-from asr.wandb_offline import OfflineRunFormatError, read_offline_run
+from tests.wandb_offline import OfflineRunFormatError, read_offline_run
 
 _ENV_TO_CLEAR = ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "NETRC", "WANDB_PROJECT")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.wandb_offline import read_offline_run
 from tests.conftest import TINY_CORPUS, TINY_MODEL, run_script
+from tests.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.slow
 

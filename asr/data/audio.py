@@ -43,8 +43,3 @@ def read_audio(path: str | Path, sample_rate: int) -> Audio:
     if sr != sample_rate:
         wave = AF.resample(wave, sr, sample_rate)
     return Audio(wave, int(sr), int(data.shape[1]), data.shape[0] / sr)
-
-
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read a file as float32 mono at `sample_rate` -> (N,). Raises AudioError."""
-    return read_audio(path, sample_rate).wave

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from asr.data.recipes import asterisk, commonvoice, folder, librispeech
-from asr.data.recipes.common import RecipeError
-from asr.schema import RecipeSpec
+from asr.data.recipes.common import RecipeError, RecipeSpec
 
 Recipe = Callable[..., dict[str, Path]]
 

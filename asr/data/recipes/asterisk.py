@@ -41,13 +41,13 @@ from asr.data.recipes.common import (
     Log,
     ManifestBuilder,
     RecipeError,
+    RecipeSpec,
     Skips,
     check_fractions,
     finish,
     hash_split,
 )
 from asr.data.recipes.numwords import spell_numbers
-from asr.schema import RecipeSpec
 
 LANGUAGES = ("es", "en")
 FETCH = "fetch"  # root value that means: download the packages

@@ -28,6 +28,38 @@ class RecipeError(ValueError):
     """The corpus cannot be prepared at all (wrong folder, missing table...): one line."""
 
 
+@dataclass
+class RecipeSpec:
+    """How a recipe corpus (`data.corpus` in `asr.schema.RECIPES`) becomes train/dev/test
+    manifests; the `data.recipe` group of the config schema (`asr.schema` re-exports it).
+
+    The same options as `python -m asr.data prepare <recipe>`; a run prepares the manifests
+    into `cache_dir` on first use (keyed by recipe, root and these options) and reuses them.
+    """
+
+    # Which part of the corpus each split reads: LibriSpeech folders (`train-clean-100`, a
+    # comma-separated list for several), Common Voice tables (`train` for train.tsv). null: the
+    # recipe's default; an empty string: no such split.
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    table: str = "transcripts.tsv"  # folder: the transcript table (path, text), under root
+    # Corpora without their own splits (folder, asterisk) hold out these shares, chosen by a
+    # stable hash of each file's path, so adding files never moves the old ones between splits.
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for key in ("dev_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0 <= value < 1:
+                raise ValueError(f"recipe.{key} must be in [0, 1) (got {value})")
+        if self.dev_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                "recipe.dev_fraction + recipe.test_fraction must leave some training data (< 1)"
+            )
+
+
 def split_parts(value: str | None, default: str) -> list[str]:
     """`spec.train` etc. -> the corpus parts it names: null = the default, "" = none,
     "a,b" = several."""

@@ -20,12 +20,12 @@ from asr.data.recipes.common import (
     Log,
     ManifestBuilder,
     RecipeError,
+    RecipeSpec,
     finish,
     listing,
     require_root,
     split_parts,
 )
-from asr.schema import RecipeSpec
 
 DEFAULTS = {"train": "train", "dev": "dev", "test": "test"}
 

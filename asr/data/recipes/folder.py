@@ -20,6 +20,7 @@ from asr.data.recipes.common import (
     Log,
     ManifestBuilder,
     RecipeError,
+    RecipeSpec,
     Skips,
     check_fractions,
     finish,
@@ -27,7 +28,6 @@ from asr.data.recipes.common import (
     listing,
     require_root,
 )
-from asr.schema import RecipeSpec
 
 PATH_HEADERS = ("path", "audio_filepath", "audio", "file", "filename")
 TEXT_HEADERS = ("text", "transcript", "sentence", "transcription")

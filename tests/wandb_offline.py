@@ -1,8 +1,9 @@
 """Read back what an OFFLINE W&B run recorded, without a W&B server.
 
 wandb 0.31 has no public reader for offline runs (`wandb.sdk.internal.datastore` is gone), yet
-tests, and users who never sync, need to check that W&B received the metrics, config and
-summary. This module decodes the run's `run-<id>.wandb` file directly.
+the tests need to check that W&B received the metrics, config and summary. This module decodes
+the run's `run-<id>.wandb` file directly. It lives with the tests: the package itself only
+writes runs (`asr.tracking`, its one module that imports wandb).
 
 File format (checked against files written by wandb 0.31.0):
 
