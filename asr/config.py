@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from asr import distributed, ranks
+from asr.data.recipes import ROOT_OPTIONAL
 from asr.schema import (
     RECIPES,
     AugmentConfig,
@@ -185,7 +186,7 @@ def check_cross_fields(cfg: TrainConfig) -> None:
             f"{len(vocab.symbols)} symbols plus the CTC blank"
         )
     if d.corpus in RECIPES:
-        if not d.root and d.corpus != "asterisk":  # asterisk can fetch its Debian packages
+        if not d.root and d.corpus not in ROOT_OPTIONAL:  # e.g. asterisk fetches its packages
             raise ConfigError(f"data.root is required for data.corpus={d.corpus}")
         if d.root and not Path(d.root).expanduser().is_dir():
             raise ConfigError(f"data.root does not exist: {d.root}")
@@ -198,8 +199,10 @@ def check_cross_fields(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"model.n_feats ({cfg.model.n_feats}) must equal data.n_mels ({cfg.data.n_mels})"
         )
-    if cfg.trainer.precision == "bf16" and cfg.trainer.device == "cpu":
-        raise ConfigError("trainer.precision=bf16 is for CUDA; on CPU it is slower than fp32")
+    if cfg.trainer.precision != "fp32" and cfg.trainer.device == "cpu":
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} needs a CUDA device (on cpu: fp32)"
+        )
 
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -9,11 +9,8 @@ process exits. In a single process everything here is a no-op without collective
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,31 +18,31 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from asr import checkpoint
-from asr.data.checks import ProblemReport
-from asr.inference import Transcripts, transcribe
 from asr.ranks import Launch, detect
-from asr.text import Vocabulary
 
 __all__ = ["DDP", "Vote", "setup", "start_time"]
 
 
 @dataclass
 class Vote:
-    """All ranks' verdict on a step, taken before its backward pass."""
+    """All ranks' verdict on a step, taken before its backward pass. Floats when the vote was
+    given floats; 0-d tensors on the loss's device when it was given a tensor (no host read)."""
 
-    loss: float  # the loss of the global batch (all ranks' utterances); NaN: skip the step
-    scale: float  # multiplies this rank's loss, so that DDP's gradient average is the global one
-    audio_seconds: float  # of all ranks' batches
+    loss: float | torch.Tensor  # the global batch's loss (all ranks' utterances); NaN: skip
+    scale: float | torch.Tensor  # multiplies this rank's loss: DDP's gradient average is global
+    audio_seconds: float | torch.Tensor  # of all ranks' batches
 
 
 class DDP:
     """The collectives the training loop needs, as no-ops in a single process.
 
     Each rank holds the same counters and takes the same decisions: every call here is made by
-    all ranks at the same point of the loop, or the ones that make it wait forever.
+    all ranks at the same point of the loop, or the ones that make it wait forever. Decisions
+    the host takes (stop, skip) reduce CPU tensors (gloo), which never wait for the GPU; the
+    step's vote reduces tensors on the training device (NCCL on CUDA), which never wait for
+    the host.
     """
 
     def __init__(self, launch: Launch) -> None:
@@ -53,7 +50,6 @@ class DDP:
         self.rank, self.world_size = launch.rank, launch.world_size
         self.enabled = launch.world_size > 1
         self.is_main = launch.rank == 0
-        self.device = torch.device("cpu")  # where the small tensors of collectives live
         self._warned_workers = False
 
     def bind(self, device: torch.device) -> torch.device:
@@ -61,7 +57,6 @@ class DDP:
         if self.enabled and device.type == "cuda":
             device = torch.device("cuda", self.launch.local_rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
-        self.device = device  # nccl (cuda) reduces GPU tensors, gloo (cpu) CPU ones
         return device
 
     def num_workers(self, wanted: int) -> int:
@@ -88,7 +83,8 @@ class DDP:
         """
         if not self.enabled:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
+        device = next(model.parameters()).device
+        ids = [device.index] if device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     # -- collectives ---------------------------------------------------------------------------
@@ -97,7 +93,7 @@ class DDP:
         """Each value's maximum over ranks, in one all_reduce."""
         if not self.enabled:
             return [float(v) for v in values]
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)  # CPU: gloo
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.tolist()
 
@@ -125,27 +121,36 @@ class DDP:
         if self.enabled:
             dist.barrier()
 
-    def vote(self, loss: float, n_utts: int, audio_seconds: float) -> Vote:
+    def vote(self, loss: float | torch.Tensor, n_utts: int, audio_seconds: float) -> Vote:
         """Agree on a step before its backward: either every rank steps or none does.
 
         One non-finite loss skips the step on all ranks (DDP's backward is a collective that
         all must join, and replicas that step apart diverge). Each rank's loss is the mean over
         its own utterances; scaled by n_rank * world / n_total, DDP's average of the gradients
         is the gradient of the mean over all utterances, whatever each rank's batch size.
+        A tensor `loss` is reduced where it lives, with no host read.
         """
         if not self.enabled:
             return Vote(loss, 1.0, audio_seconds)
-        finite = math.isfinite(loss)
-        t = torch.tensor(
-            [loss * n_utts if finite else 0.0, n_utts, 0.0 if finite else 1.0, audio_seconds],
-            dtype=torch.float64,
-            device=self.device,
+        as_tensor = isinstance(loss, torch.Tensor)
+        own = torch.as_tensor(loss, dtype=torch.float64).detach()
+        finite = torch.isfinite(own)
+        t = torch.stack(
+            [
+                torch.where(finite, own * n_utts, 0.0),
+                torch.full_like(own, n_utts),
+                (~finite).to(own.dtype),
+                torch.full_like(own, audio_seconds),
+            ]
         )
         dist.all_reduce(t)
-        loss_sum, n_total, n_bad, audio = t.tolist()
-        if n_bad or not n_total:
-            return Vote(math.nan, 0.0, audio)
-        return Vote(loss_sum / n_total, n_utts * self.world_size / n_total, audio)
+        loss_sum, n_total, n_bad, audio = t.unbind()
+        skip = (n_bad > 0) | (n_total == 0)
+        global_loss = torch.where(skip, torch.nan, loss_sum / n_total.clamp_min(1))
+        scale = torch.where(skip, 0.0, n_utts * self.world_size / n_total.clamp_min(1))
+        if as_tensor:
+            return Vote(global_loss.to(loss.dtype), scale.to(loss.dtype), audio)
+        return Vote(float(global_loss), float(scale), float(audio))
 
     # -- per-rank RNG (dropout) ------------------------------------------------------------------
 
@@ -170,60 +175,6 @@ class DDP:
         ranks than the checkpoint's, a few batches of that epoch (fewer than the world size)
         are trained on twice; with the same number, the epoch continues exactly."""
         return batch_in_epoch * saved_world_size // self.world_size
-
-    # -- evaluation: each rank a shard, every rank the whole result -------------------------------
-
-    def shard(self, loader: DataLoader) -> DataLoader:
-        """The same loader over every world_size-th batch from this rank's: nothing dropped."""
-        if not self.enabled:
-            return loader
-        workers = loader.num_workers
-        return DataLoader(
-            loader.dataset,
-            batch_sampler=list(loader.batch_sampler)[self.rank :: self.world_size],
-            collate_fn=loader.collate_fn,
-            num_workers=workers,
-            worker_init_fn=loader.worker_init_fn,
-            multiprocessing_context=loader.multiprocessing_context if workers else None,
-            prefetch_factor=loader.prefetch_factor if workers else None,
-            pin_memory=loader.pin_memory,
-            persistent_workers=loader.persistent_workers,
-            generator=loader.generator,
-        )
-
-    def transcribe(
-        self, model: torch.nn.Module, loader: DataLoader, vocab: Vocabulary, device: torch.device
-    ) -> Transcripts:
-        """`transcribe` over a `shard`ed loader, gathered into the whole split's result.
-
-        Batches are put back into the order one process uses, so the WER/CER are the numbers
-        a single process computes, and the loss is summed in the same order too.
-        """
-        if not self.enabled:
-            return transcribe(model, loader, vocab, device)
-        start = time.perf_counter()
-        mine = [transcribe(model, [batch], vocab, device) for batch in loader]  # per batch
-        gathered = self.all_gather((mine, time.perf_counter() - start))
-        parts = [p for p, _ in gathered]
-        out = Transcripts(seconds=max(s for _, s in gathered))  # the slowest rank's wall time
-        for i in range(sum(len(p) for p in parts)):  # global batch i is on rank i % world_size
-            part = parts[i % self.world_size][i // self.world_size]
-            out.utts += part.utts
-            out.hypotheses += part.hypotheses
-            out.loss_sum += part.loss_sum
-            out.audio_seconds += part.audio_seconds
-            out.problems += part.problems
-        return out
-
-    def merge_problems(self, report: ProblemReport, found: Sequence[tuple[str, str, str]]) -> None:
-        """Add to `report` what the other ranks found loading their shards (utt_id, kind,
-        detail), so the summary counts every rank's problems, each once."""
-        if not self.enabled:
-            return
-        for rank, theirs in enumerate(self.all_gather(list(found))):
-            if rank != self.rank:
-                for utt_id, kind, detail in theirs:
-                    report.add(kind, utt_id, detail)
 
 
 _DDP: DDP | None = None

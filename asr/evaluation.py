@@ -16,7 +16,7 @@ from asr import checkpoint
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import prepare_utterances
-from asr.data.loader import ctc_frames_fn, make_loader, make_logmel
+from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
 from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
 from asr.inference import transcribe
@@ -84,8 +84,14 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
-    loader, _ = make_loader(
-        utts, logmel, None, cfg.batch_size, 10, 0, False, num_workers=0, output_frames=frames
+    loader, _ = make_loader(  # batches sorted by duration; on CUDA a pinned worker
+        utts,
+        logmel,
+        None,
+        cfg.batch_size,
+        num_workers=default_num_workers(None, device),
+        output_frames=frames,
+        pin_memory=device.type == "cuda",
     )
 
     name = f"eval-{ckpt_path.parent.name}-{cfg.split if not cfg.manifest else manifest.stem}"
@@ -94,7 +100,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     )
     with Tracker(run_dir, logger, {"ckpt": str(ckpt_path), "source": source}) as tracker:
         start = time.perf_counter()
-        out = transcribe(model, loader, vocab, device)
+        out = transcribe(model, loader, vocab, device, with_loss=False)
         for utt_id, kind, detail in out.problems:
             report.add(kind, utt_id, detail)
         result = {

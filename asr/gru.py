@@ -3,8 +3,10 @@
 All three compute the function of ``nn.GRU(bidirectional=True)`` run on each utterance alone,
 with the same parameters (so checkpoints and quantization do not care which one ran):
 
-- ``pack``: ``pack_padded_sequence``. cuDNN runs it fast; torch's CPU kernel then computes each
-  step's input projection separately, ~1.6x slower per layer than on a padded tensor.
+- ``pack``: ``pack_padded_sequence``, once for the whole GRU stack (the layer norms, GELUs and
+  dropouts between the GRUs act on the packed rows), with lengths read on the host: no device
+  sync. cuDNN runs it fast; torch's CPU kernel then computes each step's input projection
+  separately, ~1.6x slower per layer than on a padded tensor.
 - ``reverse``: torch's GRU on the padded tensor, one direction at a time: the forward direction
   is causal (padding at the end never reaches real frames), and the backward direction scans
   each utterance flipped within its own length, so its padding is at the end too.
@@ -18,8 +20,11 @@ with the same parameters (so checkpoints and quantization do not care which one 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 GRU_IMPLS = ("auto", "pack", "reverse", "scan")
 
@@ -118,24 +123,73 @@ def bidirectional_scan(gru: nn.GRU, x: Tensor, lengths: Tensor) -> Tensor:
     return torch.cat([forward, reverse_within_lengths(backward, lengths)], dim=-1)
 
 
-def run_bidirectional(gru: nn.Module, x: Tensor, lengths: Tensor, impl: str) -> Tensor:
-    """(B, T, in) batch-first with valid `lengths` -> (B, T, 2H); see the module docstring.
-    `impl` "ignore" starts the backward direction in the padding (for tests only)."""
+def resolve_impl(impl: str, x: Tensor) -> str:
+    """`auto`: pack on CUDA (cuDNN), scan for training on the CPU, reverse for CPU inference."""
+    if impl != "auto":
+        return impl
+    if x.is_cuda:
+        return "pack"
+    return "scan" if torch.is_grad_enabled() else "reverse"
+
+
+def run_gru_fp32(gru: nn.Module, x: Tensor | PackedSequence) -> Tensor | PackedSequence:
+    """`gru(x)` in fp32 whatever autocast says: autocast casts cuDNN RNNs to fp16 (not to its
+    own dtype) and re-flattens their weights on every call, which under bf16 autocast would be
+    fp16 training with no loss scaling. Returns the output sequence only."""
+    data = x.data if isinstance(x, PackedSequence) else x
+    if not torch.is_autocast_enabled(data.device.type):
+        return gru(x)[0]
+    with torch.autocast(data.device.type, enabled=False):
+        if isinstance(x, PackedSequence):
+            return gru(x._replace(data=x.data.float()))[0]
+        return gru(x.float())[0]
+
+
+def run_bidirectional(
+    gru: nn.Module, x: Tensor, lengths: Tensor, impl: str, *, padded: bool = True
+) -> Tensor:
+    """(B, T, in) batch-first with valid `lengths` (on x's device) -> (B, T, 2H), for the
+    arrangements that work on padded tensors; see the module docstring. `padded` False says no
+    utterance is shorter than T, so one plain call is exact. `impl` "ignore" starts the backward
+    direction in the padding (for tests only). ``pack`` packs here, once per call; the model
+    packs once for all its layers instead (`DeepSpeech2.forward`)."""
+    if torch.is_autocast_enabled(x.device.type):  # GRUs run in fp32: see `run_gru_fp32`
+        with torch.autocast(x.device.type, enabled=False):
+            return run_bidirectional(gru, x.float(), lengths, impl, padded=padded)
     if not isinstance(gru, nn.GRU):  # e.g. quantize_dynamic's GRU: it takes packed input
         impl = "pack"
-    elif impl == "auto":
-        impl = "pack" if x.is_cuda else "scan" if torch.is_grad_enabled() else "reverse"
     if impl == "scan":
         return bidirectional_scan(gru, x, lengths)
-    if impl == "ignore" or bool((lengths == x.shape[1]).all()):
-        return gru(x)[0]  # no padding (or leaking accepted): one plain call is exact
+    if impl == "ignore" or not padded:
+        return run_gru_fp32(gru, x)  # no padding (or leaking accepted): one plain call is exact
     if impl == "reverse":
         forward = gru_direction(gru, x, reverse=False)
         flipped = gru_direction(gru, reverse_within_lengths(x, lengths), reverse=True)
         return torch.cat([forward, reverse_within_lengths(flipped, lengths)], dim=-1)
-    # pack_padded_sequence needs CPU int64 lengths >= 1.
-    seq = nn.utils.rnn.pack_padded_sequence(
-        x, lengths.cpu().clamp_min(1), batch_first=True, enforce_sorted=False
+    seq = pack(x, lengths.cpu())
+    return unpack(run_gru_fp32(gru, seq), total_length=x.shape[1])
+
+
+def pack(x: Tensor, host_lengths: Tensor) -> PackedSequence:
+    """Pack a batch-first (B, T, ...) tensor by lengths that live on the host, with no sync.
+
+    `pack_padded_sequence(enforce_sorted=False)` sorts too, but copies its index to a CUDA
+    device with a blocking copy (the host waits for the device's queue). Here the host sorts,
+    and the index travels without blocking; `unpack` restores the batch's order.
+    """
+    lengths = host_lengths.clamp_min(1)  # pack_padded_sequence refuses empty sequences
+    as_list = lengths.tolist()
+    if all(a >= b for a, b in pairwise(as_list)):
+        return nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)
+    order = torch.argsort(lengths, descending=True, stable=True)  # (B,) on the host
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    order_x = order.to(x.device, non_blocking=True)
+    seq = nn.utils.rnn.pack_padded_sequence(x.index_select(0, order_x), lengths[order], True)
+    return seq._replace(
+        sorted_indices=order_x, unsorted_indices=inverse.to(x.device, non_blocking=True)
     )
-    out, _ = gru(seq)
-    return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def unpack(seq: PackedSequence, total_length: int) -> Tensor:
+    return nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=total_length)[0]

@@ -1,9 +1,13 @@
-"""`train(cfg, run_dir) -> best dev CER`: the whole training run, top-down.
+"""The trainer: `Trainer(cfg, run_dir).run() -> best dev CER`, and `train_step`, one step.
 
-data (manifests -> utterances -> bucketed batches)  ->  model  ->  optimizer
-[resume from last.pt | init_from weights]
-loop: step (CTC, skip non-finite, clip, lr_at(progress)) -> log -> dev eval -> checkpoint
-end: best.pt on test -> summary.json
+    Trainer.__init__   set-up: ranks, device, data, model, optimizer, resume state
+    Trainer.run        epochs until a budget, a signal or patience stops them; then `finish`
+    Trainer.run_epoch  for each batch: `train_step`, then log / evaluate / save when due
+    train_step         CTC -> backward -> clip -> optimizer step, skipped on the device if
+                       anything is non-finite (no host read on CUDA)
+    Trainer.evaluate_dev   dev WER/CER -> best.pt, last.pt
+    Trainer.save       a self-describing checkpoint, written atomically
+    Trainer.finish     best.pt on test -> summary.json, W&B
 
 Exact resume: a run killed at any moment (even SIGKILL) and restarted with the same command
 continues from its last checkpoint and ends with the same weights, bit for bit, as a run that
@@ -14,9 +18,10 @@ position): the batch order (BucketBatchSampler), SpecAugment's masks (SpeechData
 nothing else draws from the global RNG (the DataLoaders have their own generators).
 
 Under DDP (`torchrun --nproc_per_node=N train.py`, or Slurm tasks; see asr.distributed) each
-rank trains on its own shard of the batches; every decision that ends or skips a step is taken
-by all ranks together, and rank 0 alone writes the checkpoints, metrics, summary and W&B run.
-Each rank's RNG state is saved, so a resume with the same number of ranks is exact too.
+rank trains on its own shard of the batches; every decision that ends, skips or saves a step
+is taken by all ranks together (the methods named `ranks_...`), and rank 0 alone writes the
+checkpoints, metrics, summary and W&B run. Each rank's RNG state is saved, so a resume with
+the same number of ranks is exact too.
 """
 
 from __future__ import annotations
@@ -37,8 +42,7 @@ import torch
 from tqdm import tqdm
 
 from asr import checkpoint, distributed
-from asr.data.checks import ProblemReport
-from asr.data.dataset import Batch
+from asr.data.dataset import Batch, FeatureCache
 from asr.data.loader import (
     ctc_frames_fn,
     default_num_workers,
@@ -46,14 +50,19 @@ from asr.data.loader import (
     make_augment,
     make_loader,
     make_logmel,
+    shard_batches,
 )
 from asr.data.manifest import manifest_digest
-from asr.inference import Transcripts, ctc_loss
+from asr.inference import Transcripts, ctc_loss, transcribe_shards
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
+from asr.precision import configure_precision
 from asr.schema import ConfigError, TrainConfig
+from asr.step import DeviceTally, LogWindow, StepResult, TallyReading, skip_if_nonfinite
 from asr.text import make_vocabulary
 from asr.tracking import NullTracker, Tracker, read_summary
+
+__all__ = ["Counters", "NonFiniteError", "RunInterrupted", "StepResult", "Trainer", "train"]
 
 
 class NonFiniteError(RuntimeError):
@@ -83,14 +92,7 @@ class Counters:
     evals_since_best: int = 0  # for early stopping (trainer.patience)
 
 
-@dataclass
-class StepResult:
-    loss: float
-    grad_norm: float
-    finite: bool  # False: the step was skipped, weights and optimizer state untouched
-    audio_seconds: float = 0.0  # trained on in this step (by all ranks, under DDP)
-
-
+# step API v2: lengths on the host, results on the device
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -98,42 +100,37 @@ def train_step(
     blank: int,
     grad_clip: float,
     device: torch.device,
+    *,
     autocast: contextlib.AbstractContextManager | None = None,
-    vote: Callable[[float, int, float], distributed.Vote] | None = None,
+    vote: Callable[..., distributed.Vote] | None = None,
 ) -> StepResult:
     """One optimizer step on a batch; a non-finite loss or gradient skips it entirely.
 
-    Under DDP, `vote` agrees on the step with the other ranks before the backward pass (see
-    `DDP.vote`): the loss is then the global batch's, and one rank's non-finite loss skips
-    the step on every rank.
+    Nothing here reads a device value on the host: lengths stay on the host (where the
+    collate made them), and whether the step was finite is decided on the device
+    (`skip_if_nonfinite`). Under DDP, `vote` agrees on the step with the other ranks before
+    the backward pass (see `DDP.vote`): the loss is then the global batch's, and one rank's
+    non-finite loss skips the step on every rank.
     """
     model.train()
     # non_blocking: with pinned batches (CUDA) the copies overlap the work already queued.
     feats = batch.feats.to(device, non_blocking=True)  # (B, F, T)
-    feat_lens = batch.feat_lens.to(device, non_blocking=True)  # (B,)
+    targets = batch.targets.to(device, non_blocking=True)  # (B, S)
     with autocast or contextlib.nullcontext():
-        log_probs, out_lens = model(feats, feat_lens)  # (B, T', C), (B,)
-    targets = batch.targets.to(device, non_blocking=True)
-    target_lens = batch.target_lens.to(device, non_blocking=True)
-    loss = ctc_loss(log_probs, out_lens, targets, target_lens, blank)
-    optimizer.zero_grad(set_to_none=True)
-    loss_value = float(loss.detach())  # the one host sync of a step
-    audio_seconds = batch.audio_seconds
+        log_probs, out_lens = model(feats, batch.feat_lens)  # (B, T', C), (B,) on the host
+    loss = ctc_loss(log_probs, out_lens, targets, batch.target_lens, blank)
+    reported, audio_seconds = loss.detach(), batch.audio_seconds
     if vote is not None:
-        agreed = vote(loss_value, len(batch), audio_seconds)
-        loss_value, audio_seconds = agreed.loss, agreed.audio_seconds
-        if agreed.scale != 1.0:  # unequal batch sizes across ranks
-            loss = loss * agreed.scale
-    if not math.isfinite(loss_value):
-        return StepResult(loss_value, math.nan, False, audio_seconds)
+        agreed = vote(reported, len(batch), audio_seconds)
+        reported, audio_seconds = agreed.loss, agreed.audio_seconds
+        loss = loss * agreed.scale  # unequal batch sizes across ranks; 0 when skipping
     loss.backward()  # under DDP, also averages the gradients over the ranks
     # Averaged gradients are equal on every rank, so their norm and finiteness are too.
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
-    if not torch.isfinite(grad_norm):
-        optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_value, float(grad_norm), False, audio_seconds)
-    optimizer.step()
-    return StepResult(loss_value, float(grad_norm), True, audio_seconds)
+    finite = torch.isfinite(reported) & torch.isfinite(grad_norm)
+    skip_if_nonfinite(optimizer, finite)
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(reported, grad_norm, finite, audio_seconds)
 
 
 def pick_device(name: str) -> torch.device:
@@ -148,9 +145,9 @@ class StopFlag:
     """SIGTERM (what schedulers send) or Ctrl-C ask the loop to save and stop cleanly.
 
     `signal` is what reached this process, whenever it did; `agreed` is what the loop acts on:
-    set at an agreed point (`stopping` in `train`), where under DDP every rank learns of a signal
-    that reached any of them. A rank that acted on its own flag could skip a collective the
-    others enter (the epoch-end evaluation) and leave them waiting forever.
+    set at an agreed point (`Trainer.ranks_agree_to_stop`), where under DDP every rank learns
+    of a signal that reached any of them. A rank that acted on its own flag could skip a
+    collective the others enter (the epoch-end evaluation) and leave them waiting forever.
     """
 
     def __init__(self) -> None:
@@ -174,391 +171,479 @@ class StopFlag:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, overrides: list[str] | None = None) -> float:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    wall_start = time.time()
-    ddp = distributed.setup()  # one process, or this rank of a DDP job (joined once per process)
-    device = ddp.bind(pick_device(cfg.trainer.device))
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    torch.manual_seed(cfg.seed)
+    """Train (or resume) the run in `run_dir`; return its best dev CER."""
+    return Trainer(cfg, run_dir, overrides=overrides).run()
 
-    # ---- resume state: this run dir's last.pt wins, then trainer.resume ----
-    if ddp.is_main:  # rank 0 writes the checkpoints, so only it may clean up after them
-        checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed while saving
-    resume_from = run_dir / "last.pt" if (run_dir / "last.pt").is_file() else None
-    if resume_from is None and cfg.trainer.resume:
-        resume_from = checkpoint.resolve_checkpoint(cfg.trainer.resume, "last.pt")
-    resume_from = ddp.broadcast(resume_from)  # every rank loads the checkpoint rank 0 chose
-    state = checkpoint.load(resume_from) if resume_from else None
 
-    # ---- data ----
-    d = cfg.data
-    vocab = make_vocabulary(d.alphabet)
-    if cfg.model.n_class != vocab.n_class:  # asr.config checks it too; library callers may not
-        raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {vocab.n_class}")
-    model = DeepSpeech2(cfg.model)
-    logmel = make_logmel(d)
-    frames = ctc_frames_fn(logmel, model.output_lengths)
-    data = load_splits(d, vocab, frames)
-    report = data.report  # problems found reading the manifests; loading adds the audio ones
-    print(f"data: {data.describe()}")
-    for line in report.table():
-        print(f"data: {line.strip()}")
-    workers = ddp.num_workers(default_num_workers(d.num_workers, device))
-    train_loader, train_sampler = make_loader(
-        data.utts["train"],
-        logmel,
-        make_augment(cfg.augment),
-        d.batch_size,
-        d.num_buckets,
-        cfg.seed,
-        True,
-        workers,
-        frames,
-        d.batch_seconds,
-        ddp.rank,  # each rank its own shard of the batches, all with as many batches
-        ddp.world_size,
-        cache_mb=d.feature_cache_mb,
-        pin_memory=device.type == "cuda",
-    )
-    eval_loaders = {
-        split: make_loader(
-            utts,
-            logmel,
-            None,
-            d.batch_size,
-            d.num_buckets,
-            cfg.seed,
-            False,
-            workers,
-            frames,
-            cache_mb=d.feature_cache_mb,
-            pin_memory=device.type == "cuda",
-        )[0]
-        for split, utts in data.utts.items()
-        if split != "train" and utts
-    }
-    # Under DDP each rank evaluates a shard of the batches, and all get the whole result.
-    eval_loaders = {split: ddp.shard(loader) for split, loader in eval_loaders.items()}
+class Trainer:
+    """One training run; see the module docstring for its parts."""
 
-    # ---- model and optimizer (fresh, resumed, or initialised from another run) ----
-    model.to(device)
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
-    counters = Counters()
-    # A run killed before its first checkpoint still continues its W&B run: the Tracker wrote
-    # the id to summary.json first thing. A checkpoint's id wins (it may come from elsewhere,
-    # through trainer.resume).
-    run_id = read_summary(run_dir).get("run_id")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        counters = Counters(**state["counters"])
-        ddp.restore_rng(state, cfg.seed, counters.step)  # each rank's own stream (dropout)
-        counters.batch_in_epoch = ddp.resume_position(
-            counters.batch_in_epoch, state.get("world_size", 1)
-        )
-        run_id = state.get("wandb_run_id")
-        print(f"resumed from {resume_from} at step {counters.step}, epoch {counters.epoch}")
-    elif cfg.trainer.init_from:
-        init = checkpoint.load(checkpoint.resolve_checkpoint(cfg.trainer.init_from, "best.pt"))
-        try:
-            model.load_state_dict(init["model"])
-        except RuntimeError as e:
-            raise ConfigError(
-                f"trainer.init_from: weights do not fit this model ({str(e).splitlines()[0]})"
-            ) from None
-        print(f"initialised weights from {cfg.trainer.init_from}")
-    if state is None:
-        ddp.seed(cfg.seed)  # dropout masks differ between ranks
-    train_model = ddp.wrap(model)  # DDP for the training forward; `model` for the rest
-    n_params = num_params(model)
-    config_dict = dataclasses.asdict(cfg)
-    meta = {
-        "config": config_dict,
-        "overrides": list(overrides or []),
-        "vocab": vocab.to_dict(),
-        "provenance": checkpoint.provenance(manifest_digest(list(data.manifests.values()))),
-        "manifests": {k: str(v) for k, v in data.manifests.items()},
-    }
-    t = cfg.trainer
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t.precision == "bf16" else None
+    # ---- set-up -------------------------------------------------------------------------------
 
-    def save(name: str) -> None:
-        counters.elapsed_seconds = elapsed()
-        rng = checkpoint.rng_state()
-        rng_ranks = ddp.all_gather(rng)  # every rank's, for an exact resume
-        if not ddp.is_main:
-            return
-        state = {
-            "format_version": checkpoint.FORMAT_VERSION,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": {"schedule": cfg.optim.schedule, "progress": run_progress()},
-            "counters": dataclasses.asdict(counters),
-            "rng": rng,
-            "wandb_run_id": tracker.run_id,
-            "n_params": n_params,
-            **meta,
+    def __init__(
+        self, cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None = None
+    ) -> None:
+        self.cfg, self.t = cfg, cfg.trainer
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.wall_start = time.time()
+        self.ddp = distributed.setup()  # one process, or this rank of a DDP job
+        self.device = self.ddp.bind(pick_device(self.t.device))
+        self.autocast = configure_precision(self.t.precision, self.device)
+        if self.t.num_threads:
+            torch.set_num_threads(self.t.num_threads)
+        torch.manual_seed(cfg.seed)
+        state = self._load_resume_state()
+        self._build_data()
+        self._build_model(state)
+        self.meta = {
+            "config": dataclasses.asdict(cfg),
+            "overrides": list(overrides or []),
+            "vocab": self.vocab.to_dict(),
+            "provenance": checkpoint.provenance(manifest_digest(list(self.manifests.values()))),
+            "manifests": {k: str(v) for k, v in self.manifests.items()},
         }
-        if ddp.enabled:
-            state.update(world_size=ddp.world_size, rng_ranks=rng_ranks)
-        checkpoint.save_atomic(state, run_dir / name)
+        self.tally = DeviceTally(self.device, streak=self.counters.consecutive_nonfinite)
+        self.session_start = time.perf_counter()
+        self.elapsed_before = self.counters.elapsed_seconds
+        self.last_saved = time.perf_counter()  # for trainer.checkpoint_every_minutes
+        self.found_on_load: list[tuple[str, str, str]] = []  # this rank's load-time problems
+        self.tracker: Tracker | NullTracker = NullTracker()
+        self.stop = StopFlag()
+        self.clock_save_due = False
+        self.window = LogWindow(start=time.perf_counter())
+        self.batches_this_epoch = self._batches_in(self.counters.epoch)
 
-    session_start, elapsed_before = time.perf_counter(), counters.elapsed_seconds
-    batches_per_epoch = max(len(train_sampler.batches(0)), 1)  # the same every epoch
-    train_dataset = train_loader.dataset
+    def _batches_in(self, epoch: int) -> int:
+        """This rank's batches in `epoch`: with data.batch_seconds it can change per epoch."""
+        return max(len(self.train_sampler.batches(epoch)), 1)
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - session_start
+    def _load_resume_state(self) -> dict[str, Any] | None:
+        """This run dir's last.pt wins, then trainer.resume; every rank loads rank 0's choice."""
+        if self.ddp.is_main:  # rank 0 writes the checkpoints, so only it may clean up after them
+            checkpoint.remove_stale_temporaries(self.run_dir)  # left by a run killed mid-save
+        last = self.run_dir / "last.pt"
+        self.resume_from = last if last.is_file() else None
+        if self.resume_from is None and self.t.resume:
+            self.resume_from = checkpoint.resolve_checkpoint(self.t.resume, "last.pt")
+        self.resume_from = self.ddp.broadcast(self.resume_from)  # a shared disk may lag
+        return checkpoint.load(self.resume_from) if self.resume_from else None
 
-    def run_progress() -> float:
-        epochs = counters.epoch + counters.batch_in_epoch / batches_per_epoch
-        minutes = elapsed() / 60
-        return progress(counters.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
-
-    def checkpoint_due() -> bool:
-        """last.pt every `trainer.checkpoint_every_steps` steps, unless an evaluation saved it
-        at this step or the epoch's end (which evaluates and saves) comes right after it."""
-        every = t.checkpoint_every_steps
-        return (
-            bool(every)
-            and counters.step % every == 0
-            and counters.last_eval_step != counters.step
-            and counters.batch_in_epoch < batches_per_epoch
+    def _build_data(self) -> None:
+        d, cfg = self.cfg.data, self.cfg
+        self.vocab = make_vocabulary(d.alphabet)
+        if cfg.model.n_class != self.vocab.n_class:  # asr.config checks it too
+            raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {self.vocab.n_class}")
+        self.model = DeepSpeech2(cfg.model)
+        logmel = make_logmel(d)
+        frames = ctc_frames_fn(logmel, self.model.output_lengths)
+        data = load_splits(d, self.vocab, frames)
+        self.manifests, self.report = data.manifests, data.report  # loading adds audio problems
+        self.train_utterances = len(data.utts["train"])
+        print(f"data: {data.describe()}")
+        for line in self.report.table():
+            print(f"data: {line.strip()}")
+        common = dict(
+            num_workers=self.ddp.num_workers(default_num_workers(d.num_workers, self.device)),
+            output_frames=frames,
+            # One budget for the process's splits (each worker process has its own copy).
+            cache=FeatureCache(int(d.feature_cache_mb * 2**20)) if d.feature_cache_mb else None,
+            pin_memory=self.device.type == "cuda",
         )
+        self.train_loader, self.train_sampler = make_loader(
+            data.utts["train"],
+            logmel,
+            make_augment(cfg.augment),
+            d.batch_size,
+            num_buckets=d.num_buckets,
+            seed=cfg.seed,
+            shuffle=True,
+            batch_seconds=d.batch_seconds,
+            rank=self.ddp.rank,  # each rank its own shard of the batches, all as many
+            world_size=self.ddp.world_size,
+            **common,
+        )
+        # Evaluation: batches sorted by duration, each rank a shard, every rank the result.
+        self.eval_loaders = {
+            split: shard_batches(
+                make_loader(utts, logmel, None, d.eval_batch_size or d.batch_size, **common)[0],
+                self.ddp.rank,
+                self.ddp.world_size,
+            )
+            for split, utts in data.utts.items()
+            if split != "train" and utts
+        }
 
-    def stopping() -> bool:
+    def _build_model(self, state: dict[str, Any] | None) -> None:
+        """Fresh, resumed from `state`, or initialised from trainer.init_from."""
+        model, t = self.model, self.t
+        model.to(self.device)
+        self.optimizer = build_optimizer(model.parameters(), self.cfg.optim)
+        self.counters = Counters()
+        # A run killed before its first checkpoint still continues its W&B run: the Tracker
+        # wrote the id to summary.json first thing. A checkpoint's id wins (it may come from
+        # elsewhere, through trainer.resume).
+        self.run_id = read_summary(self.run_dir).get("run_id")
+        if state is not None:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.counters = Counters(**state["counters"])
+            self.ddp.restore_rng(state, self.cfg.seed, self.counters.step)  # dropout streams
+            self.counters.batch_in_epoch = self.ddp.resume_position(
+                self.counters.batch_in_epoch, state.get("world_size", 1)
+            )
+            self.run_id = state.get("wandb_run_id")
+            print(
+                f"resumed from {self.resume_from} at step {self.counters.step}, "
+                f"epoch {self.counters.epoch}"
+            )
+        elif t.init_from:
+            init = checkpoint.load(checkpoint.resolve_checkpoint(t.init_from, "best.pt"))
+            try:
+                model.load_state_dict(init["model"])
+            except RuntimeError as e:
+                first = str(e).splitlines()[0]
+                raise ConfigError(
+                    f"trainer.init_from: weights do not fit this model ({first})"
+                ) from None
+            print(f"initialised weights from {t.init_from}")
+        if state is None:
+            self.ddp.seed(self.cfg.seed)  # dropout masks differ between ranks
+        self.train_model = self.ddp.wrap(model)  # DDP for the training forward only
+        self.n_params = num_params(model)
+
+    # ---- the run ------------------------------------------------------------------------------
+
+    def run(self) -> float:
+        """Train until a budget, a signal or patience says stop; then test best.pt."""
+        with self._open_tracker() as self.tracker:
+            self._announce()
+            with self.stop:
+                done = self.ranks_agree_to_stop()
+                while not done:
+                    done = self.run_epoch()
+                self.ranks_agree_to_stop()  # the same, before choosing how the run ends
+                if self.stop.agreed is not None:
+                    self._stop_interrupted()
+            self.finish()
+        return self.counters.best_dev_cer
+
+    def run_epoch(self) -> bool:
+        """Train on the rest of the current epoch; True when the run should stop."""
+        c = self.counters
+        # Both are pure functions of (seed, epoch): resuming mid-epoch skips exactly the
+        # batches already trained on, and the rest get the same SpecAugment masks.
+        self.train_sampler.set_epoch(c.epoch, c.batch_in_epoch)
+        self.train_loader.dataset.set_epoch(c.epoch)
+        self.batches_this_epoch = self._batches_in(c.epoch)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {c.epoch}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not self.ddp.is_main,
+        )
+        self.window = LogWindow(start=time.perf_counter())
+        step_start = time.perf_counter()
+        for batch in bar:
+            c.batch_in_epoch += 1
+            self._note_problems(batch)
+            # Every rank takes each step or none does (a batch whose utterances were all
+            # unusable on one rank skips it everywhere), at the same learning rate.
+            any_empty, step_progress = self.ddp.max(len(batch) == 0, self.progress())
+            if any_empty:
+                continue
+            lr = lr_at(step_progress, self.cfg.optim)
+            set_lr(self.optimizer, lr)
+            result = train_step(
+                self.train_model,
+                self.optimizer,
+                batch,
+                self.vocab.blank,
+                self.t.grad_clip,
+                self.device,
+                autocast=self.autocast,
+                vote=self.ddp.vote if self.ddp.enabled else None,
+            )
+            self.tally.add(result)
+            c.step += 1
+            c.train_seconds += time.perf_counter() - step_start
+            if c.step % self.t.log_every_steps == 0:
+                self.log_window(lr, bar)
+            if self.after_step():
+                bar.close()
+                return True
+            step_start = time.perf_counter()
+        bar.close()
+        return self.end_epoch()
+
+    def after_step(self) -> bool:
+        """Evaluate and save when due; True when the run should stop."""
+        c, t = self.counters, self.t
+        stop = self.ranks_agree_to_stop()
+        if not stop and t.eval_every_steps and c.step % t.eval_every_steps == 0:
+            self.evaluate_dev()
+            stop = self.patience_out()
+        elif not stop and self.save_is_due():
+            paused = time.perf_counter()
+            self.save("last.pt")
+            self.window.pause(time.perf_counter() - paused)
+        return stop
+
+    def end_epoch(self) -> bool:
+        """The epoch ran to its end: dev evaluation, then the next epoch. Stopped by a signal,
+        the epoch-end work (the evaluation) is left to the resumed run, which finds this epoch
+        with no batch left and does it first, as a run that never stopped would have. Agree
+        first: a signal may have reached one rank since the last step's vote."""
+        c = self.counters
+        if self.ranks_agree_to_stop() and self.stop.agreed is not None:
+            return True
+        c.epoch += 1
+        c.batch_in_epoch = 0
+        if c.last_eval_step != c.step:
+            self.evaluate_dev()
+        return self.ranks_agree_to_stop() or self.patience_out()
+
+    # ---- decisions ----------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.session_start
+
+    def progress(self) -> float:
+        """The largest fraction of any budget used (1.0: over); the learning rate follows it."""
+        c, t = self.counters, self.t
+        epochs = c.epoch + c.batch_in_epoch / self.batches_this_epoch
+        minutes = self.elapsed() / 60
+        return progress(c.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
+
+    def ranks_agree_to_stop(self) -> bool:
         """A budget spent or a signal received, agreed by all ranks: a rank that stopped alone
         would leave the others waiting for it forever (max_minutes reads each rank's clock, and
-        a signal may reach one rank only)."""
-        own = signal.Signals[stop.signal].value if stop.signal else 0
-        spent, signum = ddp.max(run_progress() >= 1.0, own)
-        if signum and stop.agreed is None:
-            stop.agreed = signal.Signals(int(signum)).name
-            if stop.signal is None:  # received by another rank
-                step = counters.step
-                tqdm.write(f"stop: {stop.agreed} reached another rank; stopping at step {step}")
-        return spent > 0 or stop.agreed is not None
-
-    def summary() -> dict[str, Any]:
-        ddp.merge_problems(report, found_on_load)  # each rank loaded a shard of the audio
-        return _summary(counters, report, wall_start)
-
-    def patience_out() -> bool:
-        """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
-        return bool(t.patience) and counters.evals_since_best >= t.patience
-
-    def evaluate_dev() -> Transcripts | None:
-        """Dev CER/WER, best.pt when it improved, and last.pt either way."""
-        counters.last_eval_step = counters.step
-        if "dev" not in eval_loaders:
-            save("last.pt")
-            return None
-        dev = ddp.transcribe(model, eval_loaders["dev"], vocab, device)
-        metrics = {
-            "dev/cer": dev.cer,
-            "dev/wer": dev.wer,
-            "dev/loss": dev.loss,
-            "epoch": counters.epoch,
-        }
-        tracker.log(metrics, step=counters.step)
-        rows = [[u.utt_id, u.text, h] for u, h in zip(dev.utts, dev.hypotheses, strict=True)]
-        tracker.log_table(
-            "dev/samples",
-            ["id", "reference", "hypothesis"],
-            rows[: t.n_samples_logged],
-            counters.step,
+        a signal may reach one rank only). The same collective agrees on `clock_save_due`."""
+        own = signal.Signals[self.stop.signal].value if self.stop.signal else 0
+        minutes = (time.perf_counter() - self.last_saved) / 60
+        every = self.t.checkpoint_every_minutes
+        spent, signum, clock = self.ddp.max(
+            self.progress() >= 1.0, own, bool(every) and minutes >= every
         )
-        improved = dev.cer < counters.best_dev_cer
-        counters.evals_since_best = 0 if improved else counters.evals_since_best + 1
+        self.clock_save_due = clock > 0
+        if signum and self.stop.agreed is None:
+            self.stop.agreed = signal.Signals(int(signum)).name
+            if self.stop.signal is None:  # received by another rank
+                tqdm.write(
+                    f"stop: {self.stop.agreed} reached another rank; "
+                    f"stopping at step {self.counters.step}"
+                )
+        return spent > 0 or self.stop.agreed is not None
+
+    def save_is_due(self) -> bool:
+        """last.pt between evaluations: every `trainer.checkpoint_every_steps` steps, or once
+        `trainer.checkpoint_every_minutes` have passed since the last save (as agreed by
+        `ranks_agree_to_stop`: saving gathers every rank's RNG). Not when the epoch's end,
+        which evaluates and saves, comes right after."""
+        c, every = self.counters, self.t.checkpoint_every_steps
+        by_steps = bool(every) and c.step % every == 0
+        return (
+            (by_steps or self.clock_save_due)
+            and c.last_eval_step != c.step
+            and c.batch_in_epoch < self.batches_this_epoch
+        )
+
+    def patience_out(self) -> bool:
+        """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
+        return bool(self.t.patience) and self.counters.evals_since_best >= self.t.patience
+
+    # ---- logging ------------------------------------------------------------------------------
+
+    def read_tally(self) -> TallyReading:
+        """Bring the device's sums to the host (a sync): counters, the log window, and the
+        verdict on non-finite steps, which fails the run after too many in a row."""
+        c, reading = self.counters, self.tally.read()
+        c.nonfinite_steps += reading.nonfinite_steps
+        c.consecutive_nonfinite = reading.streak
+        c.train_audio_seconds += reading.audio_seconds
+        self.window.add(reading)
+        if reading.worst_streak >= self.t.max_nonfinite_steps:
+            self.tracker.update_summary(**self.summary())
+            raise NonFiniteError(
+                f"{reading.worst_streak} steps in a row (up to step {c.step}) had a non-finite "
+                f"loss or gradient (last loss {reading.last_loss:.4g}, gradient norm "
+                f"{reading.last_grad_norm:.4g}): lower optim.lr, check the data, or raise "
+                "trainer.max_nonfinite_steps"
+            )
+        return reading
+
+    def log_window(self, lr: float, bar: tqdm) -> None:
+        """Once per `trainer.log_every_steps`: the one place a step's numbers reach the host."""
+        reading = self.read_tally()
+        now, w = time.perf_counter(), self.window
+        if w.finite_steps:
+            speed, loss = w.speed(now), w.mean_loss
+            self.tracker.log(
+                {
+                    "train/loss": loss,
+                    "train/lr": lr,
+                    "train/audio_seconds_per_second": speed,
+                    "train/grad_norm": reading.last_grad_norm,
+                    "epoch": self.counters.epoch,
+                },
+                step=self.counters.step,
+            )
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}")
+            self.window = LogWindow(start=now)
+
+    def _note_problems(self, batch: Batch) -> None:
+        """Count what loading this batch found, printing the first few of each kind."""
+        for utt_id, kind, detail in batch.problems:
+            if (kind, utt_id) not in self.report:
+                self.found_on_load.append((utt_id, kind, detail))
+                if self.report.counts[kind] < 5:
+                    tqdm.write(f"data: {kind}: {utt_id} ({detail})")
+            self.report.add(kind, utt_id, detail)
+
+    # ---- evaluation and checkpoints -----------------------------------------------------------
+
+    def evaluate_dev(self) -> Transcripts | None:
+        """Dev CER/WER, best.pt when it improved, and last.pt either way."""
+        c, started = self.counters, time.perf_counter()
+        c.last_eval_step = c.step
+        if "dev" not in self.eval_loaders:
+            self.save("last.pt")
+            return None
+        dev = transcribe_shards(
+            self.model, self.eval_loaders["dev"], self.vocab, self.device, self.ddp
+        )
+        self.tracker.log(
+            {"dev/cer": dev.cer, "dev/wer": dev.wer, "dev/loss": dev.loss, "epoch": c.epoch},
+            step=c.step,
+        )
+        rows = [[u.utt_id, u.text, h] for u, h in zip(dev.utts, dev.hypotheses, strict=True)]
+        columns = ["id", "reference", "hypothesis"]
+        self.tracker.log_table("dev/samples", columns, rows[: self.t.n_samples_logged], c.step)
+        improved = dev.cer < c.best_dev_cer
+        c.evals_since_best = 0 if improved else c.evals_since_best + 1
         if improved:
-            counters.best_dev_cer, counters.best_dev_wer = dev.cer, dev.wer
+            c.best_dev_cer, c.best_dev_wer = dev.cer, dev.wer
         tqdm.write(
-            f"step {counters.step} epoch {counters.epoch}: dev CER {dev.cer:.4f} WER {dev.wer:.4f} "
+            f"step {c.step} epoch {c.epoch}: dev CER {dev.cer:.4f} WER {dev.wer:.4f} "
             f"loss {dev.loss:.3f}{' (best)' if improved else ''}"
             f" | ref: {rows[0][1]!r} hyp: {rows[0][2]!r}"
         )
-        tracker.update_summary(
-            best_dev_cer=counters.best_dev_cer, best_dev_wer=counters.best_dev_wer
-        )
+        self.tracker.update_summary(best_dev_cer=c.best_dev_cer, best_dev_wer=c.best_dev_wer)
         if improved:
-            save("best.pt")
-        save("last.pt")
+            self.save("best.pt")
+        self.save("last.pt")
+        self.window.pause(time.perf_counter() - started)  # evaluating is not training
         return dev
 
-    # Under DDP rank 0 alone tracks: one summary.json, one metrics.jsonl, one W&B run.
-    with (
-        Tracker(run_dir, cfg.logger, {**config_dict, "overrides": meta["overrides"]}, run_id)
-        if ddp.is_main
-        else NullTracker()
-    ) as tracker:
-        tracker.update_summary(
-            status="running",
-            n_params=n_params,
-            overrides=meta["overrides"],
-            run_dir=str(run_dir),
-            device=str(device),
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-            torch_threads=torch.get_num_threads(),
-            world_size=ddp.world_size,
-            train_utterances=len(data.utts["train"]),
-            skipped=report.skipped,
-            repaired=report.repaired,
-            chars_outside_alphabet=dict(report.dropped_chars),
-        )
-        tracker.log({"n_params": n_params}, step=counters.step)
-        print(f"model: {n_params:,} parameters on {device}; run dir {run_dir}")
+    def save(self, name: str) -> None:
+        """A checkpoint that rebuilds the run on its own: weights, optimizer, counters, every
+        rank's RNG, the resolved config, vocabulary, W&B id and provenance. Rank 0 writes it."""
+        self.read_tally()  # the non-finite counters in the checkpoint are exact
+        self.counters.elapsed_seconds = self.elapsed()
+        rng = checkpoint.rng_state()
+        rng_ranks = self.ddp.all_gather(rng)  # every rank's, for an exact resume
+        self.last_saved = time.perf_counter()
+        if not self.ddp.is_main:
+            return
+        state = {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "counters": dataclasses.asdict(self.counters),
+            "rng": rng,
+            "wandb_run_id": self.tracker.run_id,
+            "n_params": self.n_params,
+            **self.meta,
+        }
+        if self.ddp.enabled:
+            state.update(world_size=self.ddp.world_size, rng_ranks=rng_ranks)
+        checkpoint.save_atomic(state, self.run_dir / name)
 
-        # ---- the loop ----
-        window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, time.perf_counter()
-        found_on_load: list[tuple[str, str, str]] = []  # this rank's load-time problems
-        with StopFlag() as stop:
-            done = stopping()
-            while not done:
-                # Both are pure functions of (seed, epoch): resuming mid-epoch skips exactly the
-                # batches already trained on, and the rest get the same SpecAugment masks.
-                train_sampler.set_epoch(counters.epoch, counters.batch_in_epoch)
-                train_dataset.set_epoch(counters.epoch)
-                bar = tqdm(
-                    train_loader,
-                    desc=f"epoch {counters.epoch}",
-                    leave=False,
-                    dynamic_ncols=True,
-                    disable=not ddp.is_main,
-                )
-                step_start = time.perf_counter()
-                for batch in bar:
-                    counters.batch_in_epoch += 1
-                    for utt_id, kind, detail in batch.problems:
-                        if (kind, utt_id) not in report:
-                            found_on_load.append((utt_id, kind, detail))
-                            if report.counts[kind] < 5:
-                                tqdm.write(f"data: {kind}: {utt_id} ({detail})")  # the first few
-                        report.add(kind, utt_id, detail)
-                    # Every rank takes each step or none does (a batch whose utterances were all
-                    # unusable on one rank skips it everywhere), at the same learning rate.
-                    any_empty, step_progress = ddp.max(len(batch) == 0, run_progress())
-                    if any_empty:
-                        continue
-                    lr = lr_at(step_progress, cfg.optim)
-                    set_lr(optimizer, lr)
-                    result = train_step(
-                        train_model,
-                        optimizer,
-                        batch,
-                        vocab.blank,
-                        t.grad_clip,
-                        device,
-                        autocast,
-                        ddp.vote if ddp.enabled else None,
-                    )
-                    if result.finite:
-                        counters.consecutive_nonfinite = 0
-                        window_loss += result.loss
-                        window_n += 1
-                    else:
-                        counters.nonfinite_steps += 1
-                        counters.consecutive_nonfinite += 1
-                    counters.step += 1
-                    if counters.consecutive_nonfinite >= t.max_nonfinite_steps:
-                        tracker.update_summary(**summary())
-                        raise NonFiniteError(
-                            f"{counters.consecutive_nonfinite} steps in a row (up to step "
-                            f"{counters.step}) had a non-finite loss or gradient (last loss "
-                            f"{result.loss:.4g}, gradient norm {result.grad_norm:.4g}): lower "
-                            "optim.lr, check the data, or raise trainer.max_nonfinite_steps"
-                        )
-                    now = time.perf_counter()
-                    counters.train_seconds += now - step_start
-                    counters.train_audio_seconds += result.audio_seconds
-                    window_audio += result.audio_seconds
-                    if counters.step % t.log_every_steps == 0 and window_n:
-                        speed = window_audio / max(now - window_start, 1e-9)
-                        avg = window_loss / window_n
-                        tracker.log(
-                            {
-                                "train/loss": avg,
-                                "train/lr": lr,
-                                "train/audio_seconds_per_second": speed,
-                                "train/grad_norm": result.grad_norm,
-                                "epoch": counters.epoch,
-                            },
-                            step=counters.step,
-                        )
-                        bar.set_postfix(
-                            loss=f"{avg:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}"
-                        )
-                        window_loss, window_n, window_audio, window_start = 0.0, 0, 0.0, now
-                    done = stopping()
-                    if not done and t.eval_every_steps and counters.step % t.eval_every_steps == 0:
-                        evaluate_dev()
-                        window_start = time.perf_counter()  # eval time is not training time
-                        done = patience_out()
-                    if not done and checkpoint_due():
-                        save("last.pt")
-                    if done:
-                        break
-                    step_start = time.perf_counter()
-                else:  # the epoch ran to its end
-                    # Stopped by a signal: leave the epoch-end work (the dev evaluation) to the
-                    # resumed run, which finds this epoch with no batch left and does it first,
-                    # as a run that never stopped would have. Agree first: a signal may have
-                    # reached one rank since the last step's vote.
-                    stopping()
-                    if stop.agreed is None:
-                        counters.epoch += 1
-                        counters.batch_in_epoch = 0
-                        if counters.last_eval_step != counters.step:
-                            evaluate_dev()
-                        window_start = time.perf_counter()
-                    done = stopping() or patience_out()
-                bar.close()
-            stopping()  # the same, before choosing how the run ends
-            if stop.agreed is not None:
-                save("last.pt")
-                tracker.update_summary(**summary(), signal=stop.agreed)
-                tracker.finish(
-                    "interrupted", error=f"stopped by {stop.agreed}; resume with the same run dir"
-                )
-                raise RunInterrupted(f"stopped by {stop.agreed}: saved {run_dir / 'last.pt'}")
+    # ---- the end ------------------------------------------------------------------------------
 
-        # ---- the end: dev once more if needed, then the best weights on test ----
-        if counters.last_eval_step != counters.step:
-            evaluate_dev()  # also saves last.pt
-        ddp.barrier()  # rank 0 has finished writing best.pt
-        if (run_dir / "best.pt").is_file():
-            model.load_state_dict(checkpoint.load(run_dir / "best.pt")["model"])
-        final = summary()
-        if "test" in eval_loaders:
-            test = ddp.transcribe(model, eval_loaders["test"], vocab, device)
+    def finish(self) -> None:
+        """Dev once more if the last step was not evaluated, then best.pt on test."""
+        c = self.counters
+        if c.last_eval_step != c.step:
+            self.evaluate_dev()  # also saves last.pt
+        self.ddp.barrier()  # rank 0 has finished writing best.pt
+        if (self.run_dir / "best.pt").is_file():
+            self.model.load_state_dict(checkpoint.load(self.run_dir / "best.pt")["model"])
+        final = self.summary()
+        if "test" in self.eval_loaders:
+            test = transcribe_shards(
+                self.model,
+                self.eval_loaders["test"],
+                self.vocab,
+                self.device,
+                self.ddp,
+                with_loss=False,
+            )
             final.update(test_cer=test.cer, test_wer=test.wer, test_rtf=test.rtf)
-            tracker.log({"test/cer": test.cer, "test/wer": test.wer}, step=counters.step)
+            self.tracker.log({"test/cer": test.cer, "test/wer": test.wer}, step=c.step)
             print(
                 f"test: CER {test.cer:.4f} WER {test.wer:.4f} "
                 f"on {len(test.utts)} utterances (best.pt)"
             )
-        tracker.update_summary(**final)
-        tracker.finish("ok")
-        print(f"data: skipped {report.summary()}")
-        print(
-            f"done: best dev CER {counters.best_dev_cer:.4f}; summary in {run_dir / 'summary.json'}"
+        self.tracker.update_summary(**final)
+        self.tracker.finish("ok")
+        print(f"data: skipped {self.report.summary()}")
+        summary_path = self.run_dir / "summary.json"
+        print(f"done: best dev CER {c.best_dev_cer:.4f}; summary in {summary_path}")
+
+    def _stop_interrupted(self) -> None:
+        """A signal stopped the run: save last.pt, record why, and raise RunInterrupted."""
+        self.save("last.pt")
+        self.tracker.update_summary(**self.summary(), signal=self.stop.agreed)
+        self.tracker.finish(
+            "interrupted", error=f"stopped by {self.stop.agreed}; resume with the same run dir"
         )
-    return counters.best_dev_cer
+        raise RunInterrupted(f"stopped by {self.stop.agreed}: saved {self.run_dir / 'last.pt'}")
 
+    def summary(self) -> dict[str, Any]:
+        """The run's numbers for summary.json, with every rank's load-time problems."""
+        for rank, theirs in enumerate(self.ddp.all_gather(list(self.found_on_load))):
+            if rank != self.ddp.rank:  # each rank loaded a shard of the audio
+                self.report.merge(theirs)
+        c, report = self.counters, self.report
+        return {
+            "best_dev_cer": c.best_dev_cer if math.isfinite(c.best_dev_cer) else None,
+            "best_dev_wer": c.best_dev_wer if math.isfinite(c.best_dev_wer) else None,
+            "step": c.step,
+            "epoch": c.epoch,
+            "train_audio_seconds": c.train_audio_seconds,
+            "train_seconds": c.train_seconds,
+            "train_audio_seconds_per_second": c.train_audio_seconds / max(c.train_seconds, 1e-9),
+            "wall_seconds": time.time() - self.wall_start,
+            "skipped": report.skipped,
+            "repaired": report.repaired,
+            "nonfinite_steps": c.nonfinite_steps,
+        }
 
-def _summary(c: Counters, report: ProblemReport, wall_start: float) -> dict[str, Any]:
-    return {
-        "best_dev_cer": c.best_dev_cer if math.isfinite(c.best_dev_cer) else None,
-        "best_dev_wer": c.best_dev_wer if math.isfinite(c.best_dev_wer) else None,
-        "step": c.step,
-        "epoch": c.epoch,
-        "train_audio_seconds": c.train_audio_seconds,
-        "train_seconds": c.train_seconds,
-        "train_audio_seconds_per_second": c.train_audio_seconds / max(c.train_seconds, 1e-9),
-        "wall_seconds": time.time() - wall_start,
-        "skipped": report.skipped,
-        "repaired": report.repaired,
-        "nonfinite_steps": c.nonfinite_steps,
-    }
+    def _open_tracker(self) -> Tracker | NullTracker:
+        """Rank 0 alone tracks: one summary.json, one metrics.jsonl, one W&B run."""
+        if not self.ddp.is_main:
+            return NullTracker()
+        config = {**self.meta["config"], "overrides": self.meta["overrides"]}
+        return Tracker(self.run_dir, self.cfg.logger, config, self.run_id)
+
+    def _announce(self) -> None:
+        report = self.report
+        self.tracker.update_summary(
+            status="running",
+            n_params=self.n_params,
+            overrides=self.meta["overrides"],
+            run_dir=str(self.run_dir),
+            device=str(self.device),
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            torch_threads=torch.get_num_threads(),
+            world_size=self.ddp.world_size,
+            train_utterances=self.train_utterances,
+            skipped=report.skipped,
+            repaired=report.repaired,
+            chars_outside_alphabet=dict(report.dropped_chars),
+        )
+        self.tracker.log({"n_params": self.n_params}, step=self.counters.step)
+        print(f"model: {self.n_params:,} parameters on {self.device}; run dir {self.run_dir}")

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
-from asr.gru import GRU_IMPLS, run_bidirectional
+from asr.gru import GRU_IMPLS, pack, resolve_impl, run_bidirectional, run_gru_fp32, unpack
 
 
 @dataclass
@@ -75,9 +76,14 @@ def num_params(model: nn.Module) -> int:
 def _time_mask(x: Tensor, lengths: Tensor, dim: int = -1) -> Tensor:
     """Zero frames at index >= length along the time axis `dim` of ``x`` (B, ...)."""
     dim = dim % x.dim()
-    keep = torch.arange(x.shape[dim], device=x.device) < lengths.to(x.device)[:, None]  # (B, T)
+    keep = frames_kept(lengths.to(x.device), x.shape[dim]).to(x.dtype)  # (B, T)
     shape = [x.shape[0]] + [x.shape[d] if d == dim else 1 for d in range(1, x.dim())]
-    return x * keep.view(shape).to(x.dtype)
+    return x * keep.view(shape)
+
+
+def frames_kept(lengths: Tensor, steps: int) -> Tensor:
+    """(B,) lengths -> (B, steps) bool: True on each utterance's real frames."""
+    return torch.arange(steps, device=lengths.device) < lengths[:, None]
 
 
 def conv_time_major(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -136,13 +142,14 @@ class ResidualCNN(nn.Module):
         self.layer_norm1 = CNNLayerNorm(n_feats)
         self.layer_norm2 = CNNLayerNorm(n_feats)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        # LayerNorm turns zero padding into beta, so re-zero each conv's input past `lengths`.
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        """(B, C, T, F) -> (B, C, T, F); `keep` (B, 1, T, 1) is 1 on real frames, 0 on padding."""
+        # LayerNorm turns zero padding into beta, so re-zero each conv's input past the lengths.
         residual = x  # (B, C, T, F)
         x = self.dropout1(F.gelu(self.layer_norm1(x)))
-        x = conv_time_major(self.cnn1, _time_mask(x, lengths, dim=2))  # (B, C, T, F)
+        x = conv_time_major(self.cnn1, x * keep)  # (B, C, T, F)
         x = self.dropout2(F.gelu(self.layer_norm2(x)))
-        x = conv_time_major(self.cnn2, _time_mask(x, lengths, dim=2))  # (B, C, T, F)
+        x = conv_time_major(self.cnn2, x * keep)  # (B, C, T, F)
         return x + residual
 
 
@@ -153,11 +160,22 @@ class BidirectionalGRU(nn.Module):
         self.gru = nn.GRU(rnn_dim, hidden_size, num_layers=1, bidirectional=True, batch_first=True)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, lengths: Tensor, impl: str = "auto") -> Tensor:
-        """`impl`: how the backward direction skips padding (ModelConfig.gru_impl), or
-        "ignore": start it in the padding (leaks; for tests and benchmarks only)."""
+    def forward(
+        self, x: Tensor, lengths: Tensor, impl: str = "auto", *, padded: bool = True
+    ) -> Tensor:
+        """(B, T, in) -> (B, T, 2H). `impl`: how the backward direction skips padding
+        (ModelConfig.gru_impl), or "ignore": start it in the padding (leaks; for tests and
+        benchmarks only). `padded` False: no utterance is shorter than T."""
         x = F.gelu(self.layer_norm(x))  # (B, T, in)
-        return self.dropout(run_bidirectional(self.gru, x, lengths, impl))  # (B, T, 2H)
+        x = run_bidirectional(self.gru, x, lengths, resolve_impl(impl, x), padded=padded)
+        return self.dropout(x)  # (B, T, 2H)
+
+    def forward_packed(self, seq: PackedSequence) -> PackedSequence:
+        """The same function on packed rows (N, in) -> (N, 2H): the norm, GELU and dropout act
+        on each real frame alone, so they need no padding."""
+        seq = seq._replace(data=F.gelu(self.layer_norm(seq.data)))
+        out = run_gru_fp32(self.gru, seq)
+        return out._replace(data=self.dropout(out.data))
 
 
 class DeepSpeech2(nn.Module):
@@ -194,23 +212,50 @@ class DeepSpeech2(nn.Module):
         )
 
     def output_lengths(self, feat_lens: Tensor) -> Tensor:
-        """Frames out of the stem conv (the only layer that changes the time resolution)."""
+        """Frames out of the stem conv (the only layer that changes the time resolution).
+
+        The conv's parameters are the seed's, laid out for (B, C, F, T) maps: index 1 of its
+        kernel, stride and padding is the time axis (`conv_time_major` applies them to the
+        (B, C, T, F) map with the axes swapped).
+        """
         return conv_output_lengths(
             feat_lens, self.cnn.kernel_size[1], self.cnn.stride[1], self.cnn.padding[1]
         )
 
     def forward(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
-        out_lens = self.output_lengths(feat_lens)  # (B,)
+        """feats (B, F, T) on the model's device; feat_lens (B,) anywhere, best on the host:
+        the lengths then never travel back from the device (a host sync on CUDA), and the
+        returned out_lens (B,) stay on the host too, where CTC wants them."""
+        out_lens = self.output_lengths(feat_lens)  # (B,), where feat_lens are
+        lens = feat_lens.to(feats.device, non_blocking=True)  # pinned by the loader on CUDA
+        out_lens_here = self.output_lengths(lens)
         # Collate pads with anything; zero it so the stem sees what an unpadded input sees.
-        x = _time_mask(feats, feat_lens).transpose(1, 2).unsqueeze(1)  # (B, 1, T, F)
-        x = _time_mask(conv_time_major(self.cnn, x), out_lens, dim=2)  # (B, 32, T', F/s)
+        keep_in = frames_kept(lens, feats.shape[2]).to(feats.dtype)  # (B, T)
+        x = (feats * keep_in[:, None, :]).transpose(1, 2).unsqueeze(1)  # (B, 1, T, F)
+        x = conv_time_major(self.cnn, x)  # (B, 32, T', F/s)
+        keep = frames_kept(out_lens_here, x.shape[2]).to(x.dtype)[:, None, :, None]  # (B,1,T',1)
+        x = x * keep
         for layer in self.rescnn_layers:
-            x = layer(x, out_lens)  # (B, 32, T', F/s)
+            x = layer(x, keep)  # (B, 32, T', F/s)
         b, c, t, f = x.shape
         x = x.transpose(1, 2).reshape(b, t, c * f)  # (B, T', 32*F/s), channel-major as the seed
         x = self.fully_connected(x)  # (B, T', rnn_dim)
-        for layer in self.birnn_layers:
-            x = layer(x, out_lens, self.gru_impl)  # (B, T', 2*rnn_dim)
+        x = self.recurrent(x, out_lens, out_lens_here)  # (B, T', 2*rnn_dim)
         logits = self.classifier(x)  # (B, T', n_class)
         # Frames at index >= out_lens are don't-care: ctc_loss reads only out_lens frames.
         return F.log_softmax(logits, dim=-1), out_lens
+
+    def recurrent(self, x: Tensor, out_lens: Tensor, out_lens_here: Tensor) -> Tensor:
+        """The GRU stack, (B, T', rnn_dim) -> (B, T', 2*rnn_dim). Packed: packed once and
+        unpacked once for all layers, from the lengths in `out_lens` (host). The padded
+        arrangements take `out_lens_here`, on x's device."""
+        impl = resolve_impl(self.gru_impl, x)
+        if impl == "pack" or not all(isinstance(m.gru, nn.GRU) for m in self.birnn_layers):
+            seq = pack(x, out_lens.cpu())  # host lengths: .cpu() is a no-op
+            for layer in self.birnn_layers:
+                seq = layer.forward_packed(seq)
+            return unpack(seq, total_length=x.shape[1])
+        padded = min(out_lens.tolist()) < x.shape[1]
+        for layer in self.birnn_layers:
+            x = layer(x, out_lens_here, impl, padded=padded)
+        return x

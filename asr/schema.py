@@ -7,8 +7,11 @@ the field; `asr.config` prefixes the group so the user sees the full key (`model
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from asr.data.recipes import REGISTRY
+from asr.data.recipes.common import RecipeSpec
 from asr.data.synth import SynthSpec
 from asr.model import ModelConfig
 from asr.text import LANGUAGES
@@ -38,43 +41,26 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-CORPORA = ("synth_es", "manifest", "librispeech", "commonvoice", "folder", "asterisk")
-RECIPES = CORPORA[2:]  # corpora that `python -m asr.data prepare` turns into manifests
+# Corpora that `python -m asr.data prepare` turns into manifests: the recipe registry's.
+RECIPES = tuple(REGISTRY)
+CORPORA = ("synth_es", "manifest", *RECIPES)
+
+CACHE_DIR_ENV = "ASR_CACHE_DIR"
+DEFAULT_CACHE_DIR = "~/.cache/asr-sweep"
 
 
-@dataclass
-class RecipeSpec:
-    """How a recipe corpus (`data.corpus` in RECIPES) becomes train/dev/test manifests.
+def default_cache_dir() -> str:
+    """`$ASR_CACHE_DIR` when set, else `~/.cache/asr-sweep` (expanded where it is used).
 
-    The same options as `python -m asr.data prepare <recipe>`; a run prepares the manifests
-    into `cache_dir` on first use (keyed by recipe, root and these options) and reuses them.
+    Read when a DataConfig is made, and by Hydra when `asr.config.register_configs` stores the
+    schema (at the start of train.py/evaluate.py): the variable must be set before that.
     """
-
-    # Which part of the corpus each split reads: LibriSpeech folders (`train-clean-100`, a
-    # comma-separated list for several), Common Voice tables (`train` for train.tsv). null: the
-    # recipe's default; an empty string: no such split.
-    train: str | None = None
-    dev: str | None = None
-    test: str | None = None
-    table: str = "transcripts.tsv"  # folder: the transcript table (path, text), under root
-    # Corpora without their own splits (folder, asterisk) hold out these shares, chosen by a
-    # stable hash of each file's path, so adding files never moves the old ones between splits.
-    dev_fraction: float = 0.1
-    test_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        for key in ("dev_fraction", "test_fraction"):
-            value = getattr(self, key)
-            _check(0 <= value < 1, f"recipe.{key} must be in [0, 1) (got {value})")
-        _check(
-            self.dev_fraction + self.test_fraction < 1,
-            "recipe.dev_fraction + recipe.test_fraction must leave some training data (< 1)",
-        )
+    return os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
 
 
 @dataclass
 class DataConfig:
-    corpus: str = "synth_es"  # synth_es | manifest | librispeech | commonvoice | folder | asterisk
+    corpus: str = "synth_es"  # one of CORPORA: synth_es | manifest | a recipe of RECIPES
     language: str = "es"  # es | en: text normalization (es also maps ñ -> ni)
     alphabet: str | None = None  # a custom alphabet file (one symbol per line); null: a-z ' space
     root: str | None = None  # recipe corpora: the corpus folder as downloaded
@@ -83,7 +69,8 @@ class DataConfig:
     dev_manifest: str | None = None
     test_manifest: str | None = None
     # Where generated corpora live: outside any run directory, shared by all runs and sweeps.
-    cache_dir: str = "~/.cache/asr-sweep"
+    # Default: $ASR_CACHE_DIR, else ~/.cache/asr-sweep.
+    cache_dir: str = field(default_factory=default_cache_dir)
     synth: SynthSpec = field(default_factory=SynthSpec)
     sample_rate: int = 16000
     n_mels: int = 128
@@ -95,6 +82,9 @@ class DataConfig:
     # more of them, so each step does similar work. null: batch_size utterances.
     batch_seconds: float | None = None
     num_buckets: int = 10  # duration buckets: similar lengths share a batch
+    # Utterances per batch of the dev/test evaluations (no gradients, so a GPU takes more);
+    # null: batch_size.
+    eval_batch_size: int | None = None
     max_duration: float = 20.0  # seconds; longer utterances are dropped (and counted)
     # DataLoader worker processes. null: none on the CPU, where a worker only competes with the
     # model for the cores (measured here: the same speed or faster, and less memory, without
@@ -115,6 +105,10 @@ class DataConfig:
             f"language must be one of {'|'.join(LANGUAGES)} (got {self.language!r})",
         )
         _check(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _check(
+            self.eval_batch_size is None or self.eval_batch_size >= 1,
+            f"eval_batch_size must be >= 1 or null (got {self.eval_batch_size})",
+        )
         _check(
             self.batch_seconds is None or self.batch_seconds > 0,
             f"batch_seconds must be > 0 or null (got {self.batch_seconds})",
@@ -206,7 +200,9 @@ class TrainerConfig:
     max_minutes: float | None = None
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 (CUDA only: on CPU bf16 autocast is slower)
+    # fp32 | tf32 | bf16 (asr/precision.py); tf32 and bf16 are for CUDA. Under bf16 the GRUs and
+    # CTC stay in fp32 (TF32 math): autocast would run cuDNN GRUs in unscaled fp16.
+    precision: str = "fp32"
     num_threads: int | None = None  # torch intra-op threads; null = all cores
     log_every_steps: int = 20
     eval_every_steps: int | None = None  # dev evaluation also runs at each epoch end
@@ -217,6 +213,9 @@ class TrainerConfig:
     # last.pt is also written every this many steps (besides each dev evaluation and SIGTERM),
     # bounding what a SIGKILL can lose; null: only at dev evaluations and on SIGTERM.
     checkpoint_every_steps: int | None = 500
+    # ... and once this many minutes have passed since the last save, whatever the step count:
+    # what a preempted job on a slow machine can lose. null: no clock-based saves.
+    checkpoint_every_minutes: float | None = 15.0
     patience: int | None = None  # stop after this many dev evaluations without a better CER
 
     def __post_init__(self) -> None:
@@ -238,8 +237,8 @@ class TrainerConfig:
             f"device must be auto|cpu|cuda (got {self.device!r})",
         )
         _check(
-            self.precision in ("fp32", "bf16"),
-            f"precision must be fp32|bf16 (got {self.precision!r})",
+            self.precision in ("fp32", "tf32", "bf16"),
+            f"precision must be fp32|tf32|bf16 (got {self.precision!r})",
         )
         _check(
             self.num_threads is None or self.num_threads >= 1,
@@ -259,6 +258,10 @@ class TrainerConfig:
         _check(
             self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
             f"checkpoint_every_steps must be >= 1 or null (got {self.checkpoint_every_steps})",
+        )
+        _check(
+            self.checkpoint_every_minutes is None or self.checkpoint_every_minutes > 0,
+            f"checkpoint_every_minutes must be > 0 or null (got {self.checkpoint_every_minutes})",
         )
         _check(
             self.patience is None or self.patience >= 1,

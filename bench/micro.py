@@ -34,6 +34,7 @@ from asr.model import (
     ModelConfig,
     _time_mask,
     conv_time_major,
+    frames_kept,
 )
 
 
@@ -88,8 +89,9 @@ def channels_last() -> None:
             x = _time_mask(feats, lens).transpose(1, 2).unsqueeze(1)  # (B, 1, T, F)
             x = x.contiguous(memory_format=layout)
             x = _time_mask(conv_time_major(model.cnn, x), out_lens, dim=2)
+            keep = frames_kept(out_lens, x.shape[2]).float()[:, None, :, None]  # (B, 1, T', 1)
             for layer in model.rescnn_layers:
-                x = layer(x, out_lens)
+                x = layer(x, keep)
 
         return run
 

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.data.audio import AudioError, load_audio
+from asr.data.audio import AudioError, read_audio
 from asr.data.checks import ProblemReport, min_ctc_frames
 from asr.data.dataset import (
     BucketBatchSampler,
@@ -80,16 +80,36 @@ def test_min_ctc_frames_counts_repeats():
 
 
 def test_audio_resampled_and_mixed_down(tmp_path):
-    wave = load_audio(write_wav(tmp_path / "s.wav", 1.0, sr=8000, channels=2), 16000)
-    assert wave.shape == (16000,) and wave.dtype == torch.float32
+    audio = read_audio(write_wav(tmp_path / "s.wav", 1.0, sr=8000, channels=2), 16000)
+    assert audio.wave.shape == (16000,) and audio.wave.dtype == torch.float32
+    assert (audio.source_rate, audio.channels, audio.source_seconds) == (8000, 2, 1.0)
 
 
 def test_broken_audio_raises_audio_error_with_reason(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(AudioError) as e:
-        load_audio(bad, 16000)
+        read_audio(bad, 16000)
     assert e.value.reason == "unreadable_audio"
+
+
+def test_an_empty_file_declared_0_s_is_skipped_as_empty_audio(tmp_path):
+    """A manifest measured from an empty file declares 0 s: the audio check names it
+    `empty_audio`, not the transcript check `too_long_for_ctc`."""
+    sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    rows = [{"audio_filepath": "empty.wav", "text": "hola", "duration": 0.0}]
+    report = ProblemReport()
+    utts = prepare_utterances(
+        read_manifest(write_manifest(tmp_path / "m.jsonl", rows)),
+        Vocabulary(),
+        "es",
+        20.0,
+        frames_10ms_stride2,
+        report,
+    )
+    assert len(utts) == 1 and not report.counts  # no verdict before the audio is read
+    item = SpeechDataset(utts, LogMel(16000, 16), None, output_frames=frames_10ms_stride2)[0]
+    assert item.feats is None and item.problems[0][0] == "empty_audio"
 
 
 def test_broken_audio_is_skipped_and_reported_in_the_batch(tmp_path):

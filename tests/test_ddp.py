@@ -29,14 +29,14 @@ import torch.multiprocessing as mp
 from asr import checkpoint, distributed, ranks
 from asr.data.checks import ProblemReport
 from asr.data.dataset import Batch, Utterance
-from asr.data.loader import make_loader
+from asr.data.loader import make_loader, shard_batches
 from asr.features import LogMel
-from asr.inference import transcribe
+from asr.inference import transcribe, transcribe_shards
 from asr.loop import train_step
 from asr.model import DeepSpeech2, ModelConfig
 from asr.text import make_vocabulary
-from asr.wandb_offline import read_offline_run
 from tests.conftest import ROOT, TINY_CORPUS, TINY_MODEL
+from tests.wandb_offline import read_offline_run
 
 # ---- who am I: the launcher's environment ----------------------------------------------------
 
@@ -248,7 +248,9 @@ def _steps_agree(ddp: distributed.DDP) -> None:
     found = [(f"utt{rank}", "resampled", "8000 Hz"), ("both", "mixed_down", "2 channels")]
     for utt_id, kind, detail in found:
         report.add(kind, utt_id, detail)
-    ddp.merge_problems(report, found)
+    for other, theirs in enumerate(ddp.all_gather(found)):
+        if other != rank:
+            report.merge(theirs)
     assert report.repaired == {"mixed_down": 1, "resampled": 2}
     assert ddp.broadcast(f"from {rank}") == "from 0"
 
@@ -273,9 +275,9 @@ def _sharded_evaluation(ddp: distributed.DDP, directory: str) -> None:
     loader, _ = make_loader(utts, LogMel(16000, 16), None, 2, 2, 0, False, 0)
     model, vocab, cpu = tiny_model(), make_vocabulary(None), torch.device("cpu")
     whole = transcribe(model, loader, vocab, cpu)
-    shard = ddp.shard(loader)
+    shard = shard_batches(loader, rank, ddp.world_size)
     assert len(shard) == [3, 2][rank]  # 5 batches: none dropped, though the shards differ
-    sharded = ddp.transcribe(model, shard, vocab, cpu)
+    sharded = transcribe_shards(model, shard, vocab, cpu, ddp)
     assert [u.utt_id for u in sharded.utts] == [u.utt_id for u in whole.utts]
     assert sharded.hypotheses == whole.hypotheses
     assert sharded.cer == whole.cer and sharded.wer == whole.wer

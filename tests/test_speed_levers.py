@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from asr.data.dataset import SpeechDataset
+from asr.data.dataset import FeatureCache, SpeechDataset
 from asr.data.loader import default_num_workers, make_loader
 from asr.features import LogMel, SpecAugment
 from asr.gru import _TwoDirectionScan
@@ -27,7 +27,9 @@ def test_cached_features_and_persistent_workers_give_each_epochs_own_masks(tmp_p
     masks); what they return equals a fresh in-process dataset's features, cached or not."""
     utts = tone_utterances(tmp_path, 5)
     logmel, aug = LogMel(16000, 32), SpecAugment(2, 8, 2, 20, 0.3)
-    loader, sampler = make_loader(utts, logmel, aug, 2, 2, 0, True, num_workers, cache_mb=8)
+    loader, sampler = make_loader(
+        utts, logmel, aug, 2, 2, 0, True, num_workers, cache=FeatureCache(8 * 2**20)
+    )
     seen: dict[int, dict[str, torch.Tensor]] = {}
     for epoch in range(3):
         sampler.set_epoch(epoch)
@@ -38,7 +40,7 @@ def test_cached_features_and_persistent_workers_give_each_epochs_own_masks(tmp_p
             for u, f, n in zip(b.utts, b.feats, b.feat_lens, strict=True)
         }
     for epoch, feats in seen.items():
-        fresh = SpeechDataset(utts, logmel, aug, seed=0, cache_bytes=2**20)
+        fresh = SpeechDataset(utts, logmel, aug, seed=0, cache=FeatureCache(2**20))
         fresh.set_epoch(epoch)
         for i, u in enumerate(utts):
             assert torch.equal(feats[u.utt_id], fresh[i].feats), (epoch, u.utt_id)
@@ -48,8 +50,8 @@ def test_cached_features_and_persistent_workers_give_each_epochs_own_masks(tmp_p
 
 def test_a_full_cache_keeps_serving_what_it_holds_and_computes_the_rest(tmp_path):
     utts = tone_utterances(tmp_path, 4)
-    ds = SpeechDataset(utts, LogMel(16000, 32), None, cache_bytes=1)  # room for nothing
-    assert torch.equal(ds[0].feats, ds[0].feats) and not ds._cache
+    ds = SpeechDataset(utts, LogMel(16000, 32), None, cache=FeatureCache(1))  # room for nothing
+    assert torch.equal(ds[0].feats, ds[0].feats) and not ds.cache.used_bytes
     uncached = SpeechDataset(utts, LogMel(16000, 32), None)
     assert torch.allclose(ds[3].feats, uncached[3].feats, atol=1e-2)  # float16 rounding only
 
@@ -126,3 +128,18 @@ def test_the_cpu_dropout_keeps_torchs_distribution():
     assert torch.equal(x.grad, y.detach())  # d(x * scale) / dx = scale
     drop.eval()
     assert drop(x) is x
+
+
+def test_one_feature_cache_budget_serves_every_split_of_a_process(tmp_path):
+    """`data.feature_cache_mb` is one process's budget: datasets sharing a cache share it, and
+    each keeps its own entries (the same index in two splits is two utterances)."""
+    utts = tone_utterances(tmp_path, 4)
+    logmel = LogMel(16000, 32)
+    uncached = SpeechDataset(utts, logmel, None)
+    sizes = [uncached[i].feats.half().nbytes for i in range(4)]
+    cache = FeatureCache(budget_bytes=sum(sizes[:3]))
+    train, dev = (SpeechDataset(part, logmel, None, cache=cache) for part in (utts[:2], utts[2:]))
+    for ds in (train, dev):
+        ds[0], ds[1]
+    assert cache.used_bytes == sum(sizes[:3])
+    assert torch.equal(dev[0].feats, dev[0].feats) and not torch.equal(train[0].feats, dev[0].feats)

@@ -11,7 +11,7 @@ on load and counted too, so the user learns what the corpus holds.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -86,6 +86,12 @@ class ProblemReport:
     def __contains__(self, key: tuple[str, str]) -> bool:
         """`(kind, utt_id) in report`: already counted."""
         return key in self._seen
+
+    def merge(self, found: Iterable[tuple[str, str, str]]) -> None:
+        """Add problems found elsewhere (another DDP rank's shard) as (utt_id, kind, detail):
+        each still counts once."""
+        for utt_id, kind, detail in found:
+            self.add(kind, utt_id, detail)
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -188,6 +194,9 @@ def check_transcript(
     if duration > max_duration:
         return TextCheck("too_long_duration", norm.text, (), norm.dropped)
     labels = tuple(vocab.encode(norm.text))
-    if not ctc_feasible(labels, output_frames(duration)):
+    # A declared duration of 0 is what a manifest measured from an empty file holds: no
+    # transcript fits it, but the problem is the audio. Leave the verdict to the audio checks
+    # (`load_checked`), which report `empty_audio`, or redo the CTC check on the real duration.
+    if duration > 0 and not ctc_feasible(labels, output_frames(duration)):
         return TextCheck("too_long_for_ctc", norm.text, labels, norm.dropped)
     return TextCheck(None, norm.text, labels, norm.dropped)

@@ -62,6 +62,27 @@ def prepare_utterances(
     return utts
 
 
+class FeatureCache:
+    """Log-mel features kept in memory, up to `budget_bytes` in all, first come first kept.
+
+    One cache serves every split's dataset in a process (`data.feature_cache_mb` is the budget
+    of one process). A DataLoader worker process gets its own copy, with the whole budget.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self._entries: dict[object, object] = {}
+
+    def get(self, key: object) -> object | None:
+        return self._entries.get(key)
+
+    def put(self, key: object, value: object, nbytes: int) -> None:
+        if key not in self._entries and self.used_bytes + nbytes <= self.budget_bytes:
+            self._entries[key] = value
+            self.used_bytes += nbytes
+
+
 @dataclass
 class Item:
     index: int
@@ -79,8 +100,8 @@ class SpeechDataset(Dataset):
     that never stopped. Call `set_epoch` before creating each epoch's iterator; the epoch lives
     in shared memory, so persistent DataLoader workers see it too.
 
-    With `cache_bytes`, each process keeps the log-mel it computed (before the masks, in
-    float16) up to that many bytes, so later epochs skip reading and transforming the audio.
+    With a `cache`, each process keeps the log-mel it computed (before the masks, in float16)
+    within the cache's budget, so later epochs skip reading and transforming the audio.
     Features always pass through float16 when caching is on, computed or cached alike, so an
     utterance's features do not depend on whether this process has seen it before (a resumed
     run starts with an empty cache).
@@ -93,7 +114,7 @@ class SpeechDataset(Dataset):
         augment: SpecAugment | None,
         seed: int = 0,
         output_frames: Callable[[float], int] | None = None,
-        cache_bytes: int = 0,
+        cache: FeatureCache | None = None,
     ):
         self.utts = list(utts)
         self.logmel = logmel
@@ -101,9 +122,8 @@ class SpeechDataset(Dataset):
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self.output_frames = output_frames  # seconds -> CTC frames, to recheck label lengths
-        self.cache_bytes = cache_bytes
-        self._cache: dict[int, tuple[torch.Tensor, tuple[tuple[str, str], ...]]] = {}
-        self._cached_bytes = 0
+        self.cache = cache
+        self._key = object()  # this dataset's entries in a cache it shares with other splits
 
     @property
     def epoch(self) -> int:
@@ -122,8 +142,9 @@ class SpeechDataset(Dataset):
 
     def _features(self, index: int) -> Item:
         """Log-mel and load-time notes of one utterance, from the cache when it is there."""
-        if index in self._cache:
-            feats, notes = self._cache[index]
+        cached = self.cache.get((self._key, index)) if self.cache is not None else None
+        if cached is not None:
+            feats, notes = cached
             return Item(index, feats.float(), notes)
         utt = self.utts[index]
         sample_rate = self.logmel.sample_rate
@@ -135,11 +156,9 @@ class SpeechDataset(Dataset):
             return Item(index, None, ((e.reason, str(e)),))
         with torch.no_grad():
             feats = self.logmel(loaded.wave)  # (F, T)
-        if self.cache_bytes:
+        if self.cache is not None:
             half = feats.half()
-            if self._cached_bytes + half.nbytes <= self.cache_bytes:
-                self._cache[index] = (half, loaded.notes)
-                self._cached_bytes += half.nbytes
+            self.cache.put((self._key, index), (half, loaded.notes), half.nbytes)
             feats = half.float()
         return Item(index, feats, loaded.notes)
 
@@ -218,6 +237,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     Under DDP each of `world_size` ranks takes every `world_size`-th batch of that same order,
     and the remainder is dropped, so the ranks see disjoint data and the same number of
     batches (none waits for a step the others never take).
+
+    With `batch_seconds`, the greedy packing of a reshuffled bucket can give a different number
+    of batches in each epoch; `batches(epoch)` is exact for any epoch.
     """
 
     def __init__(
@@ -226,6 +248,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batch_size: int,
         num_buckets: int = 10,
         seed: int = 0,
+        *,
         shuffle: bool = True,
         batch_seconds: float | None = None,
         rank: int = 0,

@@ -21,6 +21,7 @@ from asr.data.corpus import resolve_manifests
 from asr.data.dataset import (
     BucketBatchSampler,
     Collate,
+    FeatureCache,
     SpeechDataset,
     Utterance,
     prepare_utterances,
@@ -32,13 +33,27 @@ from asr.text import Vocabulary
 
 
 def make_logmel(d: DataConfig) -> LogMel:
-    return LogMel(d.sample_rate, d.n_mels, d.n_fft, d.win_length, d.hop_length)
+    """The run's feature extractor: every setting from the data config."""
+    return LogMel(
+        d.sample_rate,
+        d.n_mels,
+        n_fft=d.n_fft,
+        win_length=d.win_length,
+        hop_length=d.hop_length,
+    )
 
 
 def make_augment(a: AugmentConfig) -> SpecAugment | None:
+    """The run's SpecAugment, every setting from the augment config; None when it is off."""
     if not a.enabled:
         return None
-    return SpecAugment(a.freq_masks, a.freq_width, a.time_masks, a.time_width, a.time_width_ratio)
+    return SpecAugment(
+        freq_masks=a.freq_masks,
+        freq_width=a.freq_width,
+        time_masks=a.time_masks,
+        time_width=a.time_width,
+        time_width_ratio=a.time_width_ratio,
+    )
 
 
 def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch.Tensor]):
@@ -138,43 +153,73 @@ def make_loader(
     logmel: LogMel,
     augment: SpecAugment | None,
     batch_size: int,
-    num_buckets: int,
-    seed: int,
-    shuffle: bool,
-    num_workers: int,
+    num_buckets: int = 10,
+    seed: int = 0,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    *,
     output_frames: Callable[[float], int] | None = None,
     batch_seconds: float | None = None,
     rank: int = 0,
     world_size: int = 1,
-    cache_mb: float = 0,
+    cache: FeatureCache | None = None,
     pin_memory: bool = False,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
+
+    Training shuffles; evaluation (`shuffle` False) reads the buckets in order, so its batches
+    come sorted by duration. Under DDP, `rank` of `world_size` takes its shard of the training
+    batches (see BucketBatchSampler); evaluation shards with `shard_batches`.
 
     The loader has its own `generator`: without one, every `iter(loader)` draws its worker seed
     from torch's global RNG, so a run resumed mid-epoch (one more iterator than a run that
     never stopped) and every dev evaluation would shift the global stream that dropout uses.
 
-    Workers are persistent: they keep their feature cache (`cache_mb` per process, see
-    SpeechDataset) from one epoch to the next, and are not forked again for every epoch and
-    evaluation. `pin_memory` (for CUDA) lets the copies to the GPU run asynchronously.
+    Workers are persistent: they keep their feature `cache` (see FeatureCache) from one epoch
+    to the next, and are not forked again for every epoch and evaluation. `pin_memory` (for
+    CUDA) lets the copies to the GPU run asynchronously.
     """
     durations = [u.duration for u in utts]
     sampler = BucketBatchSampler(
-        durations, batch_size, num_buckets, seed, shuffle, batch_seconds, rank, world_size
+        durations,
+        batch_size,
+        num_buckets,
+        seed,
+        shuffle=shuffle,
+        batch_seconds=batch_seconds,
+        rank=rank,
+        world_size=world_size,
     )
-    loader = DataLoader(
-        SpeechDataset(
-            utts, logmel, augment, seed, output_frames, cache_bytes=int(cache_mb * 2**20)
-        ),
-        batch_sampler=sampler,
-        collate_fn=Collate(utts),
+    dataset = SpeechDataset(utts, logmel, augment, seed, output_frames, cache=cache)
+    return _loader(dataset, sampler, num_workers=num_workers, pin_memory=pin_memory), sampler
+
+
+def _loader(
+    dataset: SpeechDataset, batch_sampler, *, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=Collate(dataset.utts),
         num_workers=num_workers,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         multiprocessing_context=_worker_context() if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(dataset.seed),
     )
-    return loader, sampler
+
+
+def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """The same loader over every `world_size`-th of its batches, from `rank`'s: nothing is
+    dropped, so the shards of an evaluation may differ in length by one batch."""
+    if world_size == 1:
+        return loader
+    batches = list(loader.batch_sampler)[rank::world_size]
+    return _loader(
+        loader.dataset,
+        batches,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )

@@ -1,0 +1,130 @@
+"""What a training step leaves behind, kept where the step ran, and how a bad step is undone
+there: the pieces that let a CUDA step run without ever waiting for the host.
+
+A step's loss, gradient norm and finiteness stay on the device (`StepResult`). `DeviceTally`
+adds them up, step after step, with device operations only; the trainer reads it once per log
+window (`trainer.log_every_steps`) and at each checkpoint, which is also where it decides that
+too many non-finite steps in a row end the run. `skip_if_nonfinite` steps the optimizer or
+leaves weights and optimizer state untouched, decided on the device, the way GradScaler and
+the fused optimizers' `found_inf` do it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class StepResult:
+    """One step, as 0-d tensors on the training device: reading one is a host sync."""
+
+    loss: Tensor  # the (global, under DDP) batch's mean loss
+    grad_norm: Tensor  # before clipping
+    finite: Tensor  # bool; False: the step was skipped, weights and optimizer state untouched
+    audio_seconds: float | Tensor  # trained on in this step (by all ranks, under DDP)
+
+
+def skip_if_nonfinite(optimizer: torch.optim.Optimizer, finite: Tensor) -> None:
+    """`optimizer.step()` when `finite`, else nothing at all: not the weights, the moments, nor
+    the step count.
+
+    Fused Adam/AdamW/SGD take the decision on the device (`found_inf`). Other optimizers have
+    no such input, so their step waits for the host to read `finite`: a sync, which is why
+    `optim.fused` is the default.
+    """
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~finite).float()  # read by the fused kernels
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif bool(finite):
+        optimizer.step()
+
+
+@dataclass
+class TallyReading:
+    """What the steps since the last reading added up to, read on the host."""
+
+    loss_sum: float  # over finite steps
+    finite_steps: int
+    nonfinite_steps: int
+    streak: int  # non-finite steps in a row at the last step
+    worst_streak: int  # the longest such run since the last reading
+    last_loss: float
+    last_grad_norm: float
+    audio_seconds: float
+
+
+class DeviceTally:
+    """Sums of the steps since the last `read`, as one small tensor on the training device."""
+
+    # slots of the tensor
+    LOSS, FINITE, NONFINITE, STREAK, WORST, LAST_LOSS, LAST_NORM, AUDIO = range(8)
+
+    def __init__(self, device: torch.device, streak: int = 0) -> None:
+        self.sums = torch.zeros(8, dtype=torch.float64, device=device)
+        self.sums[self.STREAK] = streak  # a resumed run continues its streak
+
+    def add(self, result: StepResult) -> None:
+        """Device operations only: no host read."""
+        s, ok = self.sums, result.finite
+        s[self.LOSS] += torch.where(ok, result.loss.double(), 0.0)
+        s[self.FINITE] += ok.double()
+        s[self.NONFINITE] += (~ok).double()
+        s[self.STREAK] = torch.where(ok, 0.0, s[self.STREAK] + 1)
+        s[self.WORST] = torch.maximum(s[self.WORST], s[self.STREAK])
+        s[self.LAST_LOSS] = result.loss.double()
+        s[self.LAST_NORM] = result.grad_norm.double()
+        s[self.AUDIO] += result.audio_seconds
+
+    def read(self) -> TallyReading:
+        """The sums since the last reading (one host sync), then start the next ones."""
+        v = self.sums.tolist()
+        streak = v[self.STREAK]
+        self.sums.zero_()
+        self.sums[self.STREAK] = streak
+        self.sums[self.WORST] = streak
+        return TallyReading(
+            loss_sum=v[self.LOSS],
+            finite_steps=int(v[self.FINITE]),
+            nonfinite_steps=int(v[self.NONFINITE]),
+            streak=int(streak),
+            worst_streak=int(v[self.WORST]),
+            last_loss=v[self.LAST_LOSS],
+            last_grad_norm=v[self.LAST_NORM],
+            audio_seconds=v[self.AUDIO],
+        )
+
+
+@dataclass
+class LogWindow:
+    """The host's side of a log window: what the readings since the last log line add up to,
+    and the training time they took (evaluations and checkpoints excluded)."""
+
+    start: float  # time.perf_counter() when the window opened
+    paused: float = 0.0  # seconds inside the window that were not training
+    loss_sum: float = 0.0
+    finite_steps: int = 0
+    audio_seconds: float = 0.0
+
+    def add(self, reading: TallyReading) -> None:
+        self.loss_sum += reading.loss_sum
+        self.finite_steps += reading.finite_steps
+        self.audio_seconds += reading.audio_seconds
+
+    def pause(self, seconds: float) -> None:
+        """Leave out time that was not training (an evaluation, a checkpoint)."""
+        self.paused += seconds
+
+    def speed(self, now: float) -> float:
+        """Audio seconds trained on per second of training time."""
+        return self.audio_seconds / max(now - self.start - self.paused, 1e-9)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.finite_steps if self.finite_steps else math.nan
