@@ -82,20 +82,36 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
-    """The best FLOP/s of a large square matmul here: the practical peak of this machine."""
-    n = 2048 if device.type == "cpu" else 8192
+def matmul_peak_flops(
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    tf32: bool | None = None,
+    n: int | None = None,
+    repeats: int | None = None,
+) -> float:
+    """The best FLOP/s of a large square matmul here: the practical peak of this machine.
+
+    `tf32` (CUDA): let fp32 matmuls use TF32 tensor cores (True) or not (False) while measuring;
+    None leaves torch's switch as it is. The switch is restored afterwards."""
+    n = n or (2048 if device.type == "cpu" else 8192)
+    repeats = repeats or (12 if device.type == "cpu" else 30)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    if tf32 is not None and device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     best = 0.0
-    for _ in range(12 if device.type == "cpu" else 30):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    try:
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
     return best
 
 
