@@ -82,6 +82,13 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (timings and traces must hold all of it); on
+    the CPU, whose ops finish when they return, nothing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def matmul_peak_flops(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
@@ -103,12 +110,10 @@ def matmul_peak_flops(
     best = 0.0
     try:
         for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             t = time.perf_counter()
             a @ b
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             best = max(best, 2 * n**3 / (time.perf_counter() - t))
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_tf32

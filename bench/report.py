@@ -1,6 +1,11 @@
-"""Summaries of the benchmark's runs, the targets they are held to, and the printed table."""
+"""Summaries of the benchmark's runs, the targets they are held to, and the printed table.
+
+The helpers that print (fmt, print_columns, print_targets) and judge (meets, fraction_of_peak)
+are shared with the GPU benchmark's report, bench/gpu_report.py."""
 
 from __future__ import annotations
+
+import math
 
 from bench.measure import median
 from bench.sides import Run, ratio
@@ -52,7 +57,7 @@ def targets(results: dict) -> list[dict]:
             continue
         base, prod = results[phase]["baseline"][key], results[phase]["product"][key]
         r = ratio(prod, base)
-        met = None if r is None else (r >= target if direction == ">=" else r <= target)
+        met = meets(r, direction, target)
         rows.append(
             {"name": name, "baseline": base, "product": prod, "ratio": r,
              "target": f"{direction} {target}", "met": met}
@@ -60,10 +65,38 @@ def targets(results: dict) -> list[dict]:
     return rows
 
 
-def _fmt(x, digits: int = 2) -> str:
-    if x is None:
+def meets(value: float | None, direction: str, target: float) -> bool | None:
+    """`value` against `direction target` (">=", "<=" or "=="); None: nothing to judge."""
+    if value is None:
+        return None
+    if direction == ">=":
+        return value >= target
+    return value <= target if direction == "<=" else value == target
+
+
+def fmt(x, digits: int = 2) -> str:
+    """A table cell: floats with thousands separators and `digits` decimals; "-" for a missing
+    or non-finite value."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     return f"{x:,.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def print_columns(rows: list[tuple[str, ...]], right: bool = False) -> None:
+    """Rows of cells in aligned columns, two spaces apart; `right`: every column but the first
+    (the labels) right-aligned, as numbers read best."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = enumerate(zip(row, widths, strict=True))
+        print("  ".join(c.rjust(w) if right and i else c.ljust(w) for i, (c, w) in cells))
+
+
+def print_targets(rows: list[dict], value: str) -> None:
+    """Each target row's `value` and verdict."""
+    print("\ntargets:")
+    for row in rows:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[row["met"]]
+        print(f"  {row['name']}: {fmt(row[value], 3)} (target {row['target']}): {verdict}")
 
 
 def print_table(results: dict) -> None:
@@ -78,7 +111,12 @@ def print_table(results: dict) -> None:
         b, p = t["baseline"]["median"], t["product"]["median"]
         rows.append(_row("train audio s/s, seed size (median)", b, p, ">= 2.0"))
         rows.append(
-            _row("  fraction of fp32 matmul peak", _mfu(b, flops, peak), _mfu(p, flops, peak), "")
+            _row(
+                "  fraction of fp32 matmul peak",
+                fraction_of_peak(b, flops, peak),
+                fraction_of_peak(p, flops, peak),
+                "",
+            )
         )
         rows.append(_row("  peak memory MiB (PSS)", t["baseline"]["peak_pss_mib"],
                          t["product"]["peak_pss_mib"], "<= 1.0", 0))  # fmt: skip
@@ -100,23 +138,19 @@ def print_table(results: dict) -> None:
             rows.append(_row("  int8 RTF | CER (vs fp32 product)", e["product"]["rtf"], q["rtf"],
                              "", 4))  # fmt: skip
             rows.append(_row("  int8 CER cost", e["product"]["cer"], q["cer"], "", 4))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    print_columns(rows)
     lv = results.get("levers")
     if lv:
         ref = lv["product (all levers)"]["median"]
         print("\nlevers at seed size (audio s/s, median; ratio to all levers on):")
         for name, s in lv.items():
-            print(f"  {name:40s} {_fmt(s['median'])}  {_fmt(ratio(s['median'], ref))}x"
+            print(f"  {name:40s} {fmt(s['median'])}  {fmt(ratio(s['median'], ref))}x"
                   f"  peak {s['peak_pss_mib']:.0f} MiB")  # fmt: skip
-    print("\ntargets:")
-    for row in results["targets"]:
-        verdict = {True: "met", False: "NOT met", None: "n/a"}[row["met"]]
-        print(f"  {row['name']}: {_fmt(row['ratio'], 3)} (target {row['target']}): {verdict}")
+    print_targets(results["targets"], "ratio")
 
 
-def _mfu(audio_per_s, gflop_per_audio_s, peak_gflops):
+def fraction_of_peak(audio_per_s, gflop_per_audio_s, peak_gflops):
+    """The matmul and conv FLOP/s a training rate (audio s/s) reaches, over a matmul peak."""
     if audio_per_s is None:
         return None
     return audio_per_s * gflop_per_audio_s / peak_gflops
@@ -125,4 +159,4 @@ def _mfu(audio_per_s, gflop_per_audio_s, peak_gflops):
 def _row(label: str, base, prod, target: str, digits: int = 2) -> tuple:
     r = ratio(float(prod), float(base)) if base is not None and prod is not None else None
     rtxt = f"{r:.3f}x" if r is not None else "-"
-    return (label, _fmt(base, digits), _fmt(prod, digits), rtxt, target, "")
+    return (label, fmt(base, digits), fmt(prod, digits), rtxt, target, "")

@@ -45,10 +45,10 @@ from bench.sides import (  # noqa: E402
     Size,
     decode_baseline,
     evaluate_product,
+    manifests_from,
     mean_duration,
     train_baseline,
     train_product,
-    write_tiny_manifest,
 )
 
 
@@ -96,13 +96,7 @@ def find_manifests(a: argparse.Namespace, work: Path) -> Manifests:
         if a.cache_dir:
             data.cache_dir = a.cache_dir
         paths = resolve_manifests(data)
-    for split in ("train", "dev"):
-        if not paths.get(split) or not Path(paths[split]).is_file():
-            raise SystemExit(f"error: no {split} manifest ({paths.get(split)})")
-    test = paths.get("test")
-    test = Path(test) if test and Path(test).is_file() else None
-    tiny = write_tiny_manifest(Path(paths["dev"]), work / "dev_tiny.jsonl", 4)
-    return Manifests(Path(paths["train"]), Path(paths["dev"]), test, tiny, a.language)
+    return manifests_from(paths, work, a.language)
 
 
 def throughput(a, plan: Plan, m: Manifests, work: Path, precision: str, scale: int) -> dict:

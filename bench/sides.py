@@ -17,11 +17,13 @@ from bench.measure import Finished, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# Set by bench/run.py: added to every side's environment, the same for both sides.
+# Set by bench/run.py and bench/gpu.py: added to every side's environment, the same for both.
 EXTRA_ENV: dict[str, str] = {}
 
 
-def _measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Finished:
+def run_in_project(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Finished:
+    """`cmd` measured (bench.measure.run_measured), from the repository root, with EXTRA_ENV
+    and then `env` added to this process's environment."""
     return run_measured(cmd, log, env={**os.environ, **EXTRA_ENV, **(env or {})}, cwd=ROOT)
 
 
@@ -131,7 +133,7 @@ def train_baseline(
         cmd += [f"--dev-manifest={m.dev}", "--eval-every-epoch"]
     if save:
         cmd.append(f"--save={out_dir / 'model.pt'}")
-    run = Run("baseline", _measured(cmd, out_dir / "log.txt")).check()
+    run = Run("baseline", run_in_project(cmd, out_dir / "log.txt")).check()
     result = json.loads((out_dir / "result.json").read_text())
     run.windows = [w["audio_seconds"] / w["seconds"] for w in result["windows"][warmup_windows:]]
     run.dev_cer, run.final_dev_cer = result["best_dev_cer"], result["final_dev_cer"]
@@ -173,7 +175,7 @@ def train_product(
     ]
     if lr:
         cmd.append(f"optim.lr={lr}")
-    run = Run("product", _measured(cmd, out_dir.with_suffix(".log"), env)).check()
+    run = Run("product", run_in_project(cmd, out_dir.with_suffix(".log"), env)).check()
     metrics = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["train/audio_seconds_per_second"] for r in metrics if "train/loss" in r]
     run.windows = rates[warmup_windows:]
@@ -195,7 +197,7 @@ def decode_baseline(ckpt: Path, manifest: Path, out_dir: Path, batch_size: int) 
         f"--batch-size={batch_size}",
         f"--out={out_dir / 'result.json'}",
     ]
-    run = Run("baseline", _measured(cmd, out_dir / "log.txt")).check()
+    run = Run("baseline", run_in_project(cmd, out_dir / "log.txt")).check()
     result = json.loads((out_dir / "result.json").read_text())
     run.rtf, run.cer = result["rtf"], result["cer"]
     return run
@@ -215,7 +217,7 @@ def evaluate_product(
         f"hydra.run.dir={out_dir}",
     ]
     side = "product int8" if quantize else "product"
-    run = Run(side, _measured(cmd, out_dir.with_suffix(".log"))).check()
+    run = Run(side, run_in_project(cmd, out_dir.with_suffix(".log"))).check()
     result = json.loads((out_dir / "eval.json").read_text())
     run.rtf, run.cer = result["rtf"], result["cer"]
     return run
@@ -242,6 +244,18 @@ def write_tiny_manifest(source: Path, dest: Path, n: int) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text("\n".join(lines) + "\n")
     return dest
+
+
+def manifests_from(paths: dict, work: Path, language: str) -> Manifests:
+    """The manifests at `paths` (split -> path): train and dev must exist, test may not; the
+    product's tiny dev manifest is written into `work`."""
+    for split in ("train", "dev"):
+        if not paths.get(split) or not Path(paths[split]).is_file():
+            raise SystemExit(f"error: no {split} manifest ({paths.get(split)})")
+    test = paths.get("test")
+    test = Path(test) if test and Path(test).is_file() else None
+    tiny = write_tiny_manifest(Path(paths["dev"]), work / "dev_tiny.jsonl", 4)
+    return Manifests(Path(paths["train"]), Path(paths["dev"]), test, tiny, language)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

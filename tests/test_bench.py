@@ -73,9 +73,10 @@ def test_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
 
 
 def test_gpu_bench_counts_syncs_and_copies_inside_the_steps_of_a_cuda_trace():
-    """bench/gpu.py's sync count, on a CUDA trace as torch.profiler writes it (the CPU makes
-    none): only what the steps issue counts, not the synchronize that closes the trace."""
-    from bench.gpu import STEP_MARK, count_trace
+    """The GPU benchmark's sync count (bench/gpu_trace.py), on a CUDA trace as torch.profiler
+    writes it (the CPU makes none): only what the steps issue counts, not the synchronize that
+    closes the trace."""
+    from bench.gpu_trace import STEP_MARK, count_trace
 
     def ev(cat, name, ts, dur=1, corr=None):
         return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur,
