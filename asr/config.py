@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,19 @@ def n_class_for(alphabet: str | None) -> int:
         raise ConfigError(f"data.alphabet: {e}") from None
 
 
+def sqrt_scaled(value: float, reference: float, actual: float | None) -> float:
+    """`${asr.sqrt_scaled:lr,ref,batch}`: lr * sqrt(batch / ref), the square-root rule for
+    Adam-style optimizers when the batch grows (batch null: no scaling)."""
+    return value if actual is None else float(value) * math.sqrt(float(actual) / float(reference))
+
+
 def register_configs() -> None:
     """Register `base_train`, `base_evaluate`, one `base_<group>` schema per group, and the
     resolvers `asr.job_dir` (names sweep job folders), `asr.n_class`, and for DDP `asr.now`,
     `asr.rank_suffix`, `asr.main_rank` (see `asr.distributed` and `asr.ranks`)."""
     OmegaConf.register_new_resolver("asr.job_dir", job_dirname, replace=True)
     OmegaConf.register_new_resolver("asr.n_class", n_class_for, replace=True)
+    OmegaConf.register_new_resolver("asr.sqrt_scaled", sqrt_scaled, replace=True)
     # Hydra's `now`, but rank 0's clock on every rank of a DDP job (one run directory). Cached
     # like `now`, so that Hydra hands the submitting process's value to submitit's tasks.
     OmegaConf.register_new_resolver(

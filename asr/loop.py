@@ -1,13 +1,14 @@
-"""The trainer: `Trainer(cfg, run_dir).run() -> best dev CER`, and `train_step`, one step.
+"""The trainer: `Trainer(cfg, run_dir).run() -> best dev CER`.
 
-    Trainer.__init__   set-up: ranks, device, data, model, optimizer, resume state
-    Trainer.run        epochs until a budget, a signal or patience stops them; then `finish`
-    Trainer.run_epoch  for each batch: `train_step`, then log / evaluate / save when due
-    train_step         CTC -> backward -> clip -> optimizer step, skipped on the device if
-                       anything is non-finite (no host read on CUDA)
-    Trainer.evaluate_dev   dev WER/CER -> best.pt, last.pt
-    Trainer.save       a self-describing checkpoint, written atomically
-    Trainer.finish     best.pt on test -> summary.json, W&B
+    Trainer.__init__      set-up: ranks, device, data, model, optimizer, resume state
+    Trainer.run           epochs until a budget, a signal or patience stops them; then `finish`
+    Trainer.run_epoch     for each batch: `train_step`, then log / evaluate / save when due
+    train_step            (asr.step) CTC -> backward -> clip -> optimizer step, skipped on the
+                          device if anything is non-finite: no host read on CUDA
+    Trainer.log_window    once per trainer.log_every_steps: the step's numbers reach the host
+    Trainer.evaluate_dev  dev WER/CER -> best.pt, last.pt
+    Trainer.save          a self-describing checkpoint, written atomically
+    Trainer.finish        best.pt on test -> summary.json, W&B
 
 Exact resume: a run killed at any moment (even SIGKILL) and restarted with the same command
 continues from its last checkpoint and ends with the same weights, bit for bit, as a run that
@@ -33,7 +34,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,27 +42,27 @@ import torch
 from tqdm import tqdm
 
 from asr import checkpoint, distributed
-from asr.data.dataset import Batch, FeatureCache
-from asr.data.loader import (
-    ctc_frames_fn,
-    default_num_workers,
-    load_splits,
-    make_augment,
-    make_loader,
-    make_logmel,
-    shard_batches,
-)
+from asr.data.dataset import Batch
+from asr.data.loader import default_num_workers, make_training_data
 from asr.data.manifest import manifest_digest
 from asr.inference import Transcripts, ctc_loss, transcribe_shards
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.precision import configure_precision
 from asr.schema import ConfigError, TrainConfig
-from asr.step import DeviceTally, LogWindow, StepResult, TallyReading, skip_if_nonfinite
+from asr.step import DeviceTally, LogWindow, StepResult, TallyReading, train_step
 from asr.text import make_vocabulary
 from asr.tracking import NullTracker, Tracker, read_summary
 
-__all__ = ["Counters", "NonFiniteError", "RunInterrupted", "StepResult", "Trainer", "train"]
+__all__ = [
+    "Counters",
+    "NonFiniteError",
+    "RunInterrupted",
+    "StepResult",
+    "Trainer",
+    "train",
+    "train_step",
+]
 
 
 class NonFiniteError(RuntimeError):
@@ -90,47 +90,6 @@ class Counters:
     consecutive_nonfinite: int = 0  # skipped steps in a row; trainer.max_nonfinite_steps fails
     last_eval_step: int = -1
     evals_since_best: int = 0  # for early stopping (trainer.patience)
-
-
-# step API v2: lengths on the host, results on the device
-def train_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    blank: int,
-    grad_clip: float,
-    device: torch.device,
-    *,
-    autocast: contextlib.AbstractContextManager | None = None,
-    vote: Callable[..., distributed.Vote] | None = None,
-) -> StepResult:
-    """One optimizer step on a batch; a non-finite loss or gradient skips it entirely.
-
-    Nothing here reads a device value on the host: lengths stay on the host (where the
-    collate made them), and whether the step was finite is decided on the device
-    (`skip_if_nonfinite`). Under DDP, `vote` agrees on the step with the other ranks before
-    the backward pass (see `DDP.vote`): the loss is then the global batch's, and one rank's
-    non-finite loss skips the step on every rank.
-    """
-    model.train()
-    # non_blocking: with pinned batches (CUDA) the copies overlap the work already queued.
-    feats = batch.feats.to(device, non_blocking=True)  # (B, F, T)
-    targets = batch.targets.to(device, non_blocking=True)  # (B, S)
-    with autocast or contextlib.nullcontext():
-        log_probs, out_lens = model(feats, batch.feat_lens)  # (B, T', C), (B,) on the host
-    loss = ctc_loss(log_probs, out_lens, targets, batch.target_lens, blank)
-    reported, audio_seconds = loss.detach(), batch.audio_seconds
-    if vote is not None:
-        agreed = vote(reported, len(batch), audio_seconds)
-        reported, audio_seconds = agreed.loss, agreed.audio_seconds
-        loss = loss * agreed.scale  # unequal batch sizes across ranks; 0 when skipping
-    loss.backward()  # under DDP, also averages the gradients over the ranks
-    # Averaged gradients are equal on every rank, so their norm and finiteness are too.
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
-    finite = torch.isfinite(reported) & torch.isfinite(grad_norm)
-    skip_if_nonfinite(optimizer, finite)
-    optimizer.zero_grad(set_to_none=True)
-    return StepResult(reported, grad_norm, finite, audio_seconds)
 
 
 def pick_device(name: str) -> torch.device:
@@ -196,12 +155,13 @@ class Trainer:
         state = self._load_resume_state()
         self._build_data()
         self._build_model(state)
+        manifests = self.data.manifests
         self.meta = {
             "config": dataclasses.asdict(cfg),
             "overrides": list(overrides or []),
             "vocab": self.vocab.to_dict(),
-            "provenance": checkpoint.provenance(manifest_digest(list(self.manifests.values()))),
-            "manifests": {k: str(v) for k, v in self.manifests.items()},
+            "provenance": checkpoint.provenance(manifest_digest(list(manifests.values()))),
+            "manifests": {k: str(v) for k, v in manifests.items()},
         }
         self.tally = DeviceTally(self.device, streak=self.counters.consecutive_nonfinite)
         self.session_start = time.perf_counter()
@@ -235,44 +195,23 @@ class Trainer:
         if cfg.model.n_class != self.vocab.n_class:  # asr.config checks it too
             raise ConfigError(f"model.n_class ({cfg.model.n_class}) must be {self.vocab.n_class}")
         self.model = DeepSpeech2(cfg.model)
-        logmel = make_logmel(d)
-        frames = ctc_frames_fn(logmel, self.model.output_lengths)
-        data = load_splits(d, self.vocab, frames)
-        self.manifests, self.report = data.manifests, data.report  # loading adds audio problems
-        self.train_utterances = len(data.utts["train"])
-        print(f"data: {data.describe()}")
+        self.data = make_training_data(
+            d,
+            cfg.augment,
+            self.vocab,
+            self.model.output_lengths,
+            seed=cfg.seed,
+            device=self.device,
+            rank=self.ddp.rank,
+            world_size=self.ddp.world_size,
+            num_workers=self.ddp.num_workers(default_num_workers(d.num_workers, self.device)),
+        )
+        self.report = self.data.report  # loading the audio adds to it
+        print(f"data: {self.data.describe()}")
         for line in self.report.table():
             print(f"data: {line.strip()}")
-        common = dict(
-            num_workers=self.ddp.num_workers(default_num_workers(d.num_workers, self.device)),
-            output_frames=frames,
-            # One budget for the process's splits (each worker process has its own copy).
-            cache=FeatureCache(int(d.feature_cache_mb * 2**20)) if d.feature_cache_mb else None,
-            pin_memory=self.device.type == "cuda",
-        )
-        self.train_loader, self.train_sampler = make_loader(
-            data.utts["train"],
-            logmel,
-            make_augment(cfg.augment),
-            d.batch_size,
-            num_buckets=d.num_buckets,
-            seed=cfg.seed,
-            shuffle=True,
-            batch_seconds=d.batch_seconds,
-            rank=self.ddp.rank,  # each rank its own shard of the batches, all as many
-            world_size=self.ddp.world_size,
-            **common,
-        )
-        # Evaluation: batches sorted by duration, each rank a shard, every rank the result.
-        self.eval_loaders = {
-            split: shard_batches(
-                make_loader(utts, logmel, None, d.eval_batch_size or d.batch_size, **common)[0],
-                self.ddp.rank,
-                self.ddp.world_size,
-            )
-            for split, utts in data.utts.items()
-            if split != "train" and utts
-        }
+        self.train_loader, self.train_sampler = self.data.train_loader, self.data.train_sampler
+        self.eval_loaders = self.data.eval_loaders
 
     def _build_model(self, state: dict[str, Any] | None) -> None:
         """Fresh, resumed from `state`, or initialised from trainer.init_from."""
@@ -343,15 +282,12 @@ class Trainer:
             dynamic_ncols=True,
             disable=not self.ddp.is_main,
         )
-        self.window = LogWindow(start=time.perf_counter())
         step_start = time.perf_counter()
         for batch in bar:
             c.batch_in_epoch += 1
             self._note_problems(batch)
-            # Every rank takes each step or none does (a batch whose utterances were all
-            # unusable on one rank skips it everywhere), at the same learning rate.
-            any_empty, step_progress = self.ddp.max(len(batch) == 0, self.progress())
-            if any_empty:
+            skip, step_progress = self.ranks_agree_to_skip(batch)
+            if skip:
                 continue
             lr = lr_at(step_progress, self.cfg.optim)
             set_lr(self.optimizer, lr)
@@ -364,6 +300,7 @@ class Trainer:
                 self.device,
                 autocast=self.autocast,
                 vote=self.ddp.vote if self.ddp.enabled else None,
+                loss_fn=ctc_loss,  # this module's, looked up at each step
             )
             self.tally.add(result)
             c.step += 1
@@ -415,6 +352,12 @@ class Trainer:
         epochs = c.epoch + c.batch_in_epoch / self.batches_this_epoch
         minutes = self.elapsed() / 60
         return progress(c.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
+
+    def ranks_agree_to_skip(self, batch: Batch) -> tuple[bool, float]:
+        """Every rank takes each step or none does (a batch whose utterances were all unusable
+        on one rank skips it everywhere), at the same progress, hence learning rate."""
+        empty, step_progress = self.ddp.max(len(batch) == 0, self.progress())
+        return empty > 0, step_progress
 
     def ranks_agree_to_stop(self) -> bool:
         """A budget spent or a signal received, agreed by all ranks: a rank that stopped alone
@@ -640,7 +583,7 @@ class Trainer:
             hostname=socket.gethostname(),
             torch_threads=torch.get_num_threads(),
             world_size=self.ddp.world_size,
-            train_utterances=self.train_utterances,
+            train_utterances=len(self.data.utts["train"]),
             skipped=report.skipped,
             repaired=report.repaired,
             chars_outside_alphabet=dict(report.dropped_chars),

@@ -1,5 +1,5 @@
-"""What a training step leaves behind, kept where the step ran, and how a bad step is undone
-there: the pieces that let a CUDA step run without ever waiting for the host.
+"""One training step (`train_step`), what it leaves behind, kept where the step ran, and how a
+bad step is undone there: the pieces that let a CUDA step run without ever waiting for the host.
 
 A step's loss, gradient norm and finiteness stay on the device (`StepResult`). `DeviceTally`
 adds them up, step after step, with device operations only; the trainer reads it once per log
@@ -11,11 +11,17 @@ the fused optimizers' `found_inf` do it.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from asr.data.dataset import Batch
+from asr.distributed import Vote
+from asr.inference import ctc_loss
 
 
 @dataclass
@@ -44,6 +50,49 @@ def skip_if_nonfinite(optimizer: torch.optim.Optimizer, finite: Tensor) -> None:
             del optimizer.found_inf
     elif bool(finite):
         optimizer.step()
+
+
+# step API v2: lengths on the host, results on the device
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    blank: int,
+    grad_clip: float,
+    device: torch.device,
+    *,
+    autocast: contextlib.AbstractContextManager | None = None,
+    vote: Callable[..., Vote] | None = None,
+    loss_fn: Callable[..., Tensor] = ctc_loss,
+) -> StepResult:
+    """One optimizer step on a batch; a non-finite loss or gradient skips it entirely.
+
+    Nothing here reads a device value on the host: lengths stay on the host (where the
+    collate made them), and whether the step was finite is decided on the device
+    (`skip_if_nonfinite`). Under DDP, `vote` agrees on the step with the other ranks before
+    the backward pass (see `DDP.vote`): the loss is then the global batch's, and one rank's
+    non-finite loss skips the step on every rank. `loss_fn` is `asr.inference.ctc_loss`'s
+    signature: (log_probs, out_lens, targets, target_lens, blank) -> mean loss.
+    """
+    model.train()
+    # non_blocking: with pinned batches (CUDA) the copies overlap the work already queued.
+    feats = batch.feats.to(device, non_blocking=True)  # (B, F, T)
+    targets = batch.targets.to(device, non_blocking=True)  # (B, S)
+    with autocast or contextlib.nullcontext():
+        log_probs, out_lens = model(feats, batch.feat_lens)  # (B, T', C), (B,) on the host
+    loss = loss_fn(log_probs, out_lens, targets, batch.target_lens, blank)
+    reported, audio_seconds = loss.detach(), batch.audio_seconds
+    if vote is not None:
+        agreed = vote(reported, len(batch), audio_seconds)
+        reported, audio_seconds = agreed.loss, agreed.audio_seconds
+        loss = loss * agreed.scale  # unequal batch sizes across ranks; 0 when skipping
+    loss.backward()  # under DDP, also averages the gradients over the ranks
+    # Averaged gradients are equal on every rank, so their norm and finiteness are too.
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+    finite = torch.isfinite(reported) & torch.isfinite(grad_norm)
+    skip_if_nonfinite(optimizer, finite)
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(reported, grad_norm, finite, audio_seconds)
 
 
 @dataclass

@@ -175,6 +175,19 @@ def test_sweep_presets_compose():
         assert "SlurmLauncher" in slurm.hydra.launcher._target_
 
 
+def test_the_gpu_preset_batches_by_seconds_and_scales_the_learning_rate():
+    import math
+
+    cfg = to_train_config(compose_train(["+preset=gpu"]))
+    assert cfg.trainer.precision == "bf16" and cfg.trainer.device == "cuda"
+    assert cfg.data.batch_seconds == 360 and cfg.data.eval_batch_size == 64
+    assert math.isclose(cfg.optim.lr, 1.5e-3 * math.sqrt(360 / 45))
+    smaller = to_train_config(compose_train(["+preset=gpu", "data.batch_seconds=45"]))
+    assert math.isclose(smaller.optim.lr, 1.5e-3)  # the rule follows the batch
+    fixed = to_train_config(compose_train(["+preset=gpu", "optim.lr=1e-3"]))
+    assert fixed.optim.lr == 1e-3
+
+
 def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path: Path):
     result = run_script("evaluate.py", [f"hydra.run.dir={tmp_path}"], cwd=ROOT, timeout=120)
     assert result.returncode == 2

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.model import DeepSpeech2, ModelConfig, conv_output_lengths, num_params
+from asr.model import (
+    DeepSpeech2,
+    ModelConfig,
+    conv_output_lengths,
+    conv_time_major,
+    num_params,
+)
 
 SMALL = dict(n_cnn=1, n_rnn=2, rnn_dim=32, n_feats=16, dropout=0.0)
 
@@ -40,6 +46,16 @@ def test_output_lengths_formula() -> None:
     assert torch.equal(small_model().output_lengths(lens), expected)
     # Unlike the seed's T // 2, odd lengths round up: 1 -> 1, 3 -> 2, 9 -> 5.
     assert expected.tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_output_lengths_read_the_time_axis_of_the_stem() -> None:
+    """The stem keeps the seed's (B, C, F, T) parameter layout: index 1 of its kernel, stride and
+    padding is time. With a non-square stem the lengths still match the frames it emits."""
+    model = small_model()
+    model.cnn = torch.nn.Conv2d(1, 32, kernel_size=(3, 5), stride=(1, 3), padding=(1, 2))
+    for t in (1, 7, 20, 21):
+        frames = conv_time_major(model.cnn, torch.zeros(1, 1, t, 16)).shape[2]  # (B, C, T', F)
+        assert int(model.output_lengths(torch.tensor([t]))[0]) == frames == (t + 4 - 5) // 3 + 1
 
 
 @pytest.mark.parametrize("t", [20, 21])

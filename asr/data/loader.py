@@ -70,7 +70,7 @@ def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch
 class Splits:
     manifests: dict[str, Path]
     utts: dict[str, list[Utterance]]
-    report: ProblemReport
+    report: ProblemReport  # what reading the manifests found; loading the audio adds to it
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.utts.items())
@@ -222,4 +222,67 @@ def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
         batches,
         num_workers=loader.num_workers,
         pin_memory=loader.pin_memory,
+    )
+
+
+@dataclass
+class TrainingData(Splits):
+    """A run's data: the splits, the training loader (this rank's shard of its batches), and
+    an evaluation loader per other split (this rank's shard of batches sorted by duration)."""
+
+    train_loader: DataLoader
+    train_sampler: BucketBatchSampler
+    eval_loaders: dict[str, DataLoader]
+
+
+def make_training_data(
+    d: DataConfig,
+    augment: AugmentConfig,
+    vocab: Vocabulary,
+    output_lengths: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    seed: int,
+    device: torch.device,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> TrainingData:
+    """Manifests -> utterances -> loaders, as `data` configures them. `output_lengths` is the
+    model's frames-out-of-frames-in, for the CTC length checks."""
+    logmel = make_logmel(d)
+    frames = ctc_frames_fn(logmel, output_lengths)
+    splits = load_splits(d, vocab, frames)
+    common = dict(
+        num_workers=num_workers,
+        output_frames=frames,
+        # One budget for the process's splits (each worker process has its own copy).
+        cache=FeatureCache(int(d.feature_cache_mb * 2**20)) if d.feature_cache_mb else None,
+        pin_memory=device.type == "cuda",
+    )
+    train_loader, train_sampler = make_loader(
+        splits.utts["train"],
+        logmel,
+        make_augment(augment),
+        d.batch_size,
+        num_buckets=d.num_buckets,
+        seed=seed,
+        shuffle=True,
+        batch_seconds=d.batch_seconds,
+        rank=rank,  # each rank its own shard of the batches, all as many
+        world_size=world_size,
+        **common,
+    )
+    eval_batch = d.eval_batch_size or d.batch_size
+    eval_loaders = {
+        split: shard_batches(
+            make_loader(utts, logmel, None, eval_batch, **common)[0], rank, world_size
+        )
+        for split, utts in splits.utts.items()
+        if split != "train" and utts
+    }
+    return TrainingData(
+        **vars(splits),
+        train_loader=train_loader,
+        train_sampler=train_sampler,
+        eval_loaders=eval_loaders,
     )
