@@ -69,12 +69,16 @@ PLANS = {
 }
 
 
-def default_precision() -> str:
-    """The product's default `trainer.precision` (asr/schema.py)."""
+def default_precision(device: torch.device) -> str:
+    """The precision the product trains in on this device: the GPU preset's
+    (conf/preset/gpu.yaml) on CUDA, the schema's default elsewhere."""
+    from omegaconf import OmegaConf
+
     from asr.schema import TrainerConfig
 
-    field = next(f for f in dataclasses.fields(TrainerConfig) if f.name == "precision")
-    return field.default
+    if device.type == "cuda":
+        return OmegaConf.load(ROOT / "conf" / "preset" / "gpu.yaml").trainer.precision
+    return TrainerConfig().precision
 
 
 def machine(device: torch.device) -> dict:
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cpu":  # train.py, evaluate.py and the seed pick CUDA when they see it
         sides.EXTRA_ENV["CUDA_VISIBLE_DEVICES"] = ""
     a.manifests = find_manifests(a, work)
-    precision = a.precision or default_precision()
+    precision = a.precision or default_precision(device)
     if device.type != "cuda" and precision != "fp32":
         precision = "fp32"  # the CPU has fp32 only (asr/precision.py)
     progress(

@@ -60,13 +60,16 @@ def run_worker(args: list[str], log: Path, what: str) -> Finished:
 
 def step_configs(plan: Plan, precision: str) -> tuple[dict, dict]:
     """Each side's configurations, [side, batch, precision]: both sides at every batch size,
-    the product in `precision` and, at the largest batch, in each other precision too; and
-    those profiled (in the first round): the smallest and the largest batch, `precision`."""
+    the product in `precision` and, at the largest batch, in each other precision too, and
+    with its GRUs on padded tensors ("<precision>/reverse") instead of packed once (CUDA's
+    default), to keep the faster; and those profiled (in the first round): the smallest and
+    the largest batch, `precision`."""
     small, largest = min(plan.batches), max(plan.batches)
     configs = {
         "baseline": [["baseline", b, BASELINE_PRECISION] for b in plan.batches],
         "product": [["product", b, precision] for b in plan.batches]
-        + [["product", largest, p] for p in PRECISIONS if p != precision],
+        + [["product", largest, p] for p in PRECISIONS if p != precision]
+        + [["product", largest, f"{precision}/reverse"]],
     }
     profiled = {
         side: [

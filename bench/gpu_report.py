@@ -22,7 +22,7 @@ def peak_fraction(results: dict, row: dict | None, precision: str) -> float | No
     """A step's fraction of the matmul peak of its precision (the baseline's: fp32)."""
     if row is None or row.get("median") is None:
         return None
-    key = "fp32" if precision == BASELINE_PRECISION else precision
+    key = "fp32" if precision == BASELINE_PRECISION else precision.partition("/")[0]
     peak = results["matmul_peak_gflops"].get(key)
     if not peak:
         return None

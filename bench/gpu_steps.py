@@ -133,8 +133,10 @@ class ProductStep:
         from asr.schema import OptimConfig, TrainerConfig
         from asr.text import Vocabulary
 
+        precision, _, gru_impl = precision.partition("/")  # "bf16/reverse": padded GRUs
         self.autocast = configure_precision(precision, device)
         cfg = ModelConfig(size.n_cnn, size.n_rnn, size.rnn_dim, size.n_mels)
+        cfg.gru_impl = gru_impl or cfg.gru_impl
         self.model = DeepSpeech2(cfg).to(device)
         self.optim_cfg = OptimConfig(fused=True)
         self.optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)

@@ -43,20 +43,17 @@ def test_the_baseline_at_the_seed_size_has_the_seeds_parameter_count():
         assert num_params(SpeechRecognitionModel(3, 5, 512, 29, 128)) == 23_705_373
 
 
-@pytest.mark.slow
-def test_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
+def run_smoke(script: str, tmp_path: Path, *args: str) -> dict:
+    """`bench/<script> --smoke` on a tiny synth corpus, as CI runs it: its results JSON."""
     manifests = build_synth_corpus(
         tmp_path / "cache", SynthSpec(train_hours=0.01, dev_utterances=6, test_utterances=6)
     )
+    data = manifests["train"].parent
+    data_flag = "--data" if script == "gpu.py" else "--manifests-dir"
     out = tmp_path / "results.json"
+    command = [sys.executable, str(ROOT / "bench" / script), "--smoke", f"{data_flag}={data}"]
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "run.py"),
-            "--smoke",
-            f"--manifests-dir={manifests['train'].parent}",
-            f"--out={out}",
-        ],
+        [*command, f"--out={out}", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -64,7 +61,12 @@ def test_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "targets:" in result.stdout
-    results = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
+    results = run_smoke("run.py", tmp_path)
     for phase in ("throughput", "race", "rtf"):
         assert results[phase]["baseline"] and results[phase]["product"], phase
     assert results["throughput"]["baseline"]["windows"]  # timed windows after the warm-up
@@ -108,27 +110,7 @@ def test_gpu_bench_counts_syncs_and_copies_inside_the_steps_of_a_cuda_trace():
 @pytest.mark.slow
 def test_gpu_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
     """bench/gpu.py's smoke mode: the GPU benchmark's code paths on the CPU, tiny model."""
-    manifests = build_synth_corpus(
-        tmp_path / "cache", SynthSpec(train_hours=0.01, dev_utterances=6, test_utterances=6)
-    )
-    out = tmp_path / "results_gpu.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "gpu.py"),
-            "--smoke",
-            f"--data={manifests['train'].parent}",
-            f"--out={out}",
-            f"--traces={tmp_path / 'traces'}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "targets:" in result.stdout
-    results = json.loads(out.read_text())
+    results = run_smoke("gpu.py", tmp_path, f"--traces={tmp_path / 'traces'}")
     assert results["machine"]["torch"] and results["machine"]["date"]
     assert set(results["matmul_peak_gflops"]) == {"fp32", "tf32", "bf16"}
     configs = {(c["side"], c["batch"], c["precision"]): c for c in results["step"]["configs"]}
@@ -138,6 +120,8 @@ def test_gpu_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
         assert configs[("product", batch, results["precision_default"])]["windows"]
     for precision in ("fp32", "tf32", "bf16"):  # each precision at the largest batch (the CPU
         assert ("product", max(batches), precision) in configs  # records tf32/bf16 as skipped)
+    default = results["precision_default"]  # and the padded GRUs against the packed ones
+    assert configs[("product", max(batches), f"{default}/reverse")]["windows"]
     profiled = configs[("product", min(batches), results["precision_default"])]["profile"]
     assert profiled["traced_steps"] >= 1 and "syncs" in profiled
     assert list((tmp_path / "traces").glob("trace-*.json.gz"))

@@ -35,6 +35,14 @@ def frames_10ms_stride2(duration: float) -> int:
     return (int(duration * 100) + 1 + 1) // 2
 
 
+def utterances_of(tmp_path: Path, rows: list[dict], report: ProblemReport | None = None):
+    """The utterances of a manifest of `rows`, as training keeps them (Spanish, 20 s at most)."""
+    manifest = read_manifest(write_manifest(tmp_path / "m.jsonl", rows))
+    return prepare_utterances(
+        manifest, Vocabulary(), "es", 20.0, frames_10ms_stride2, report or ProblemReport()
+    )
+
+
 def test_manifest_relative_paths_and_ids(tmp_path):
     write_wav(tmp_path / "a.wav", 0.5)
     m = write_manifest(
@@ -99,14 +107,7 @@ def test_an_empty_file_declared_0_s_is_skipped_as_empty_audio(tmp_path):
     sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     rows = [{"audio_filepath": "empty.wav", "text": "hola", "duration": 0.0}]
     report = ProblemReport()
-    utts = prepare_utterances(
-        read_manifest(write_manifest(tmp_path / "m.jsonl", rows)),
-        Vocabulary(),
-        "es",
-        20.0,
-        frames_10ms_stride2,
-        report,
-    )
+    utts = utterances_of(tmp_path, rows, report)
     assert len(utts) == 1 and not report.counts  # no verdict before the audio is read
     item = SpeechDataset(utts, LogMel(16000, 16), None, output_frames=frames_10ms_stride2)[0]
     assert item.feats is None and item.problems[0][0] == "empty_audio"
@@ -119,14 +120,7 @@ def test_broken_audio_is_skipped_and_reported_in_the_batch(tmp_path):
         {"audio_filepath": "good.wav", "text": "hola", "duration": 0.5},
         {"audio_filepath": "bad.wav", "text": "adios", "duration": 0.5},
     ]
-    utts = prepare_utterances(
-        read_manifest(write_manifest(tmp_path / "m.jsonl", rows)),
-        Vocabulary(),
-        "es",
-        20.0,
-        frames_10ms_stride2,
-        ProblemReport(),
-    )
+    utts = utterances_of(tmp_path, rows)
     ds = SpeechDataset(utts, LogMel(16000, 16), None)
     batch = Collate(utts)([ds[0], ds[1]])
     assert len(batch) == 1 and batch.utts[0].text == "hola"
@@ -138,14 +132,7 @@ def test_collate_pads_and_lengths_travel_with_tensors(tmp_path):
     for i, sec in enumerate((0.5, 1.0, 0.75)):
         write_wav(tmp_path / f"{i}.wav", sec)
         rows.append({"audio_filepath": f"{i}.wav", "text": "ab" * (i + 1), "duration": sec})
-    utts = prepare_utterances(
-        read_manifest(write_manifest(tmp_path / "m.jsonl", rows)),
-        Vocabulary(),
-        "es",
-        20.0,
-        frames_10ms_stride2,
-        ProblemReport(),
-    )
+    utts = utterances_of(tmp_path, rows)
     logmel = LogMel(16000, 16)
     ds = SpeechDataset(utts, logmel, None)
     batch = Collate(utts)([ds[i] for i in range(3)])
