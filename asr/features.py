@@ -56,7 +56,11 @@ class LogMel(nn.Module):
         In the batched form each row is normalised on its own statistics, including any padding
         it carries, so pass unpadded waves (one at a time) when lengths differ.
         """
-        x = torch.log(self.mel(wave) + LOG_EPS)  # (..., n_mels, T)
+        n = wave.shape[-1]
+        shortest = self.mel.n_fft // 2 + 1  # the STFT's reflect padding needs more than n_fft/2
+        if n < shortest:  # a very short clip: pad with silence, keep the frames it has
+            wave = torch.nn.functional.pad(wave, (0, shortest - n))
+        x = torch.log(self.mel(wave) + LOG_EPS)[..., : self.num_frames(n)]  # (..., n_mels, T)
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True)
         return (x - mean) / std.clamp_min(STD_EPS)

@@ -61,7 +61,12 @@ def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
         )
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=True,
+            fused=cfg.fused or None,  # fused: a non-finite step is skipped on the device
         )
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 

@@ -153,8 +153,10 @@ class OptimConfig:
     final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
     warmup: float = 0.05  # cosine: fraction of the run spent warming up linearly
     min_lr_ratio: float = 0.01  # cosine: final lr = lr * min_lr_ratio
-    # adamw: torch's fused kernel, one pass over all parameters (on CPU a step over the seed's
-    # 23.7 M parameters took 12.8 ms against 33.7 ms: bench/micro.py adamw); false: the default.
+    # torch's fused kernel (adamw and sgd): one pass over all parameters (on CPU an AdamW step
+    # over the seed's 23.7 M parameters took 12.8 ms against 33.7 ms: bench/micro.py adamw),
+    # and a non-finite step is skipped on the device (asr/step.py) instead of after a host
+    # read; false: torch's default kernels.
     fused: bool = True
 
     def __post_init__(self) -> None:

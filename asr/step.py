@@ -52,7 +52,6 @@ def skip_if_nonfinite(optimizer: torch.optim.Optimizer, finite: Tensor) -> None:
         optimizer.step()
 
 
-# step API v2: lengths on the host, results on the device
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,

@@ -60,4 +60,5 @@ def test_optimizer_group_really_switches():
     assert isinstance(build_optimizer(params, OptimConfig()), torch.optim.AdamW)
     sgd = build_optimizer(params, OptimConfig(name="sgd", lr=0.1, schedule="cosine"))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["fused"]  # skips non-finite steps on the device (asr.step)
     assert math.isclose(sgd.defaults["lr"], 0.1)
