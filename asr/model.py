@@ -73,14 +73,6 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _time_mask(x: Tensor, lengths: Tensor, dim: int = -1) -> Tensor:
-    """Zero frames at index >= length along the time axis `dim` of ``x`` (B, ...)."""
-    dim = dim % x.dim()
-    keep = frames_kept(lengths.to(x.device), x.shape[dim]).to(x.dtype)  # (B, T)
-    shape = [x.shape[0]] + [x.shape[d] if d == dim else 1 for d in range(1, x.dim())]
-    return x * keep.view(shape)
-
-
 def frames_kept(lengths: Tensor, steps: int) -> Tensor:
     """(B,) lengths -> (B, steps) bool: True on each utterance's real frames."""
     return torch.arange(steps, device=lengths.device) < lengths[:, None]

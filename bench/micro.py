@@ -32,7 +32,6 @@ from asr.model import (
     DeepSpeech2,
     Dropout,
     ModelConfig,
-    _time_mask,
     conv_time_major,
     frames_kept,
 )
@@ -86,10 +85,11 @@ def channels_last() -> None:
         @torch.inference_mode()
         def run() -> None:
             out_lens = model.output_lengths(lens)
-            x = _time_mask(feats, lens).transpose(1, 2).unsqueeze(1)  # (B, 1, T, F)
-            x = x.contiguous(memory_format=layout)
-            x = _time_mask(conv_time_major(model.cnn, x), out_lens, dim=2)
+            x = feats * frames_kept(lens, feats.shape[2]).float()[:, None, :]
+            x = x.transpose(1, 2).unsqueeze(1).contiguous(memory_format=layout)  # (B, 1, T, F)
+            x = conv_time_major(model.cnn, x)  # (B, 32, T', F/2)
             keep = frames_kept(out_lens, x.shape[2]).float()[:, None, :, None]  # (B, 1, T', 1)
+            x = x * keep
             for layer in model.rescnn_layers:
                 x = layer(x, keep)
 
