@@ -1,0 +1,189 @@
+"""Word n-gram language models with interpolated modified Kneser-Ney smoothing, as ARPA files.
+
+Written here because the usual builder, KenLM's `lmplz`, is not on PyPI (the `kenlm` package
+has only the query side) and no distribution packages it. The model is the one `lmplz` builds
+(Chen & Goodman's interpolated modified Kneser-Ney, three discounts per order from the
+count-of-counts), for the corpus sizes speech recipes have: every count is held in memory.
+
+    python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa
+    python -m asr.lm build --manifest train.jsonl --order 3 --out lm.arpa --language es
+
+Text is normalised with the project's own normaliser (`asr.text.normalize`), so the LM's words
+are the words the acoustic model spells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.data.manifest import ManifestError, read_manifest
+from asr.text import LANGUAGES, Vocabulary, make_vocabulary, normalize
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+Gram = tuple[str, ...]
+
+
+@dataclass
+class NgramModel:
+    """Per order n (1-based): log10 p(w | h) of each seen n-gram, and log10 backoff of each
+    n-gram that is the context of a longer one."""
+
+    order: int
+    logprob: list[dict[Gram, float]]
+    backoff: list[dict[Gram, float]]
+
+    def to_arpa(self) -> str:
+        lines = ["\\data\\"]
+        lines += [f"ngram {n}={len(self.logprob[n - 1])}" for n in range(1, self.order + 1)]
+        for n in range(1, self.order + 1):
+            lines += ["", f"\\{n}-grams:"]
+            for gram, lp in sorted(self.logprob[n - 1].items()):
+                bo = self.backoff[n - 1].get(gram)
+                row = f"{lp:.6f}\t{' '.join(gram)}"
+                lines.append(row if bo is None else f"{row}\t{bo:.6f}")
+        return "\n".join([*lines, "", "\\end\\", ""])
+
+    def prob(self, word: str, context: Sequence[str]) -> float:
+        """p(word | context) by ARPA back-off semantics (for checks and tests)."""
+        context = tuple(context)[-(self.order - 1) :] if self.order > 1 else ()
+        backoff = 0.0
+        while True:
+            gram = (*context, word)
+            if gram in self.logprob[len(gram) - 1]:
+                return 10 ** (backoff + self.logprob[len(gram) - 1][gram])
+            if not context:
+                return 10 ** (backoff + self.logprob[0][(UNK,)])
+            backoff += self.backoff[len(context) - 1].get(context, 0.0)
+            context = context[1:]
+
+
+def count_ngrams(sentences: Iterable[Sequence[str]], order: int) -> list[Counter[Gram]]:
+    """Raw counts of every n-gram up to `order`, each sentence within <s> ... </s>."""
+    counts: list[Counter[Gram]] = [Counter() for _ in range(order)]
+    for words in sentences:
+        padded = [BOS, *words, EOS]
+        for n in range(1, order + 1):
+            for i in range(len(padded) - n + 1):
+                counts[n - 1][tuple(padded[i : i + n])] += 1
+    return counts
+
+
+def kn_counts(raw: list[Counter[Gram]]) -> list[Counter[Gram]]:
+    """The counts Kneser-Ney estimates from: raw counts at the highest order and for n-grams
+    that start a sentence; for the others, how many distinct words precede them."""
+    order = len(raw)
+    adjusted = [Counter() for _ in range(order)]
+    adjusted[-1] = Counter(raw[-1])
+    for n in range(order - 1, 0, -1):  # n-grams of length n get the left extensions of n+1
+        for gram in raw[n]:
+            adjusted[n - 1][gram[1:]] += 1
+        for gram, c in raw[n - 1].items():
+            if gram[0] == BOS:
+                adjusted[n - 1][gram] = c
+    return adjusted
+
+
+def discounts(counts: Counter[Gram]) -> tuple[float, float, float]:
+    """Modified Kneser-Ney's D1, D2, D3+ from the count-of-counts (Chen & Goodman)."""
+    n = Counter(min(c, 4) for c in counts.values())
+    n1, n2, n3, n4 = (n.get(k, 0) for k in (1, 2, 3, 4))
+    fallback = (0.5, 1.0, 1.5)  # what `lmplz --discount_fallback` uses
+    if not (n1 and n2 and n3 and n4):  # too little data for the estimate
+        return fallback
+    y = n1 / (n1 + 2 * n2)
+    d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    # Each discount must lie in (0, k): small or odd corpora can push the estimate outside.
+    return d if all(0 < dk < k for k, dk in enumerate(d, start=1)) else fallback
+
+
+def build(sentences: Iterable[Sequence[str]], order: int) -> NgramModel:
+    """An interpolated modified Kneser-Ney model of `order` over tokenised `sentences`."""
+    if order < 1:
+        raise ValueError(f"order must be >= 1 (got {order})")
+    adjusted = kn_counts(count_ngrams(sentences, order))
+    vocab = {g[0] for g in adjusted[0]} | {UNK}
+    logprob: list[dict[Gram, float]] = [{} for _ in range(order)]
+    backoff: list[dict[Gram, float]] = [{} for _ in range(order)]
+    lower: dict[Gram, float] = {}  # p of the order below, for interpolation
+    for n in range(1, order + 1):
+        counts = adjusted[n - 1]
+        d = discounts(counts)
+        by_context: dict[Gram, dict[str, int]] = defaultdict(dict)
+        for gram, c in counts.items():
+            if gram[-1] != BOS:  # <s> is never predicted
+                by_context[gram[:-1]][gram[-1]] = c
+        probs: dict[Gram, float] = {}
+        for context, nexts in by_context.items():
+            total = sum(nexts.values())
+            kinds = Counter(min(c, 3) for c in nexts.values())
+            gamma = sum(d[k - 1] * kinds[k] for k in (1, 2, 3)) / total
+            if n > 1:
+                backoff[n - 2][context] = gamma
+            for word, c in nexts.items():
+                below = lower[(*context[1:], word)] if n > 1 else 1 / (len(vocab) - 1)
+                probs[(*context, word)] = max(c - d[min(c, 3) - 1], 0) / total + gamma * below
+        if n == 1:  # <unk> gets its share of the uniform distribution the unigrams interpolate
+            probs[(UNK,)] = max(1 - sum(probs.values()), 1e-99)
+        lower = probs
+        logprob[n - 1] = {g: math.log10(p) for g, p in probs.items()}
+    logprob[0][(BOS,)] = -99.0  # in the vocabulary as a context only
+    for n in range(1, order):  # every context of a longer n-gram carries a backoff weight
+        for context, gamma in list(backoff[n - 1].items()):
+            backoff[n - 1][context] = math.log10(gamma) if gamma > 0 else -99.0
+    return NgramModel(order, logprob, backoff)
+
+
+def sentences_of(
+    lines: Iterable[str], *, language: str, vocab: Vocabulary | None = None
+) -> Iterator[list[str]]:
+    """Each line normalised as transcripts are (`asr.text.normalize`), split into words;
+    lines left empty are skipped."""
+    for line in lines:
+        words = normalize(line, language, vocab).text.split()
+        if words:
+            yield words
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asr.lm", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="an ARPA file from text or from manifests' transcripts")
+    source = b.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", type=Path, help="a text file, one sentence per line")
+    source.add_argument("--manifest", type=Path, nargs="+", help="JSONL manifests (their text)")
+    b.add_argument("--order", type=int, default=3)
+    b.add_argument("--language", default="es", choices=LANGUAGES)
+    b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
+    b.add_argument("--out", type=Path, required=True)
+    a = parser.parse_args(argv)
+    if a.order < 1:
+        parser.error(f"--order must be >= 1 (got {a.order})")
+    try:
+        if a.text:
+            lines = a.text.read_text(encoding="utf-8").splitlines()
+        else:
+            lines = [e.text for m in a.manifest for e in read_manifest(m)]
+        vocab = make_vocabulary(a.alphabet)
+    except (OSError, UnicodeDecodeError, ManifestError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sentences = list(sentences_of(lines, language=a.language, vocab=vocab))
+    if not sentences:
+        print(f"error: no words in {a.text or ' '.join(map(str, a.manifest))}", file=sys.stderr)
+        return 2
+    model = build(sentences, a.order)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(model.to_arpa(), encoding="utf-8")
+    sizes = ", ".join(f"{len(g):,} {n + 1}-grams" for n, g in enumerate(model.logprob))
+    print(f"wrote {a.out}: {len(sentences):,} sentences, {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
