@@ -132,19 +132,6 @@ def resolve_impl(impl: str, x: Tensor) -> str:
     return "scan" if torch.is_grad_enabled() else "reverse"
 
 
-def run_gru_fp32(gru: nn.Module, x: Tensor | PackedSequence) -> Tensor | PackedSequence:
-    """`gru(x)` in fp32 whatever autocast says: autocast casts cuDNN RNNs to fp16 (not to its
-    own dtype) and re-flattens their weights on every call, which under bf16 autocast would be
-    fp16 training with no loss scaling. Returns the output sequence only."""
-    data = x.data if isinstance(x, PackedSequence) else x
-    if not torch.is_autocast_enabled(data.device.type):
-        return gru(x)[0]
-    with torch.autocast(data.device.type, enabled=False):
-        if isinstance(x, PackedSequence):
-            return gru(x._replace(data=x.data.float()))[0]
-        return gru(x.float())[0]
-
-
 def run_bidirectional(
     gru: nn.Module, x: Tensor, lengths: Tensor, impl: str, *, padded: bool = True
 ) -> Tensor:
@@ -153,21 +140,18 @@ def run_bidirectional(
     utterance is shorter than T, so one plain call is exact. `impl` "ignore" starts the backward
     direction in the padding (for tests only). ``pack`` packs here, once per call; the model
     packs once for all its layers instead (`DeepSpeech2.forward`)."""
-    if torch.is_autocast_enabled(x.device.type):  # GRUs run in fp32: see `run_gru_fp32`
-        with torch.autocast(x.device.type, enabled=False):
-            return run_bidirectional(gru, x.float(), lengths, impl, padded=padded)
     if not isinstance(gru, nn.GRU):  # e.g. quantize_dynamic's GRU: it takes packed input
         impl = "pack"
     if impl == "scan":
         return bidirectional_scan(gru, x, lengths)
     if impl == "ignore" or not padded:
-        return run_gru_fp32(gru, x)  # no padding (or leaking accepted): one plain call is exact
+        return gru(x)[0]  # no padding (or leaking accepted): one plain call is exact
     if impl == "reverse":
         forward = gru_direction(gru, x, reverse=False)
         flipped = gru_direction(gru, reverse_within_lengths(x, lengths), reverse=True)
         return torch.cat([forward, reverse_within_lengths(flipped, lengths)], dim=-1)
     seq = pack(x, lengths.cpu())
-    return unpack(run_gru_fp32(gru, seq), total_length=x.shape[1])
+    return unpack(gru(seq)[0], total_length=x.shape[1])
 
 
 def pack(x: Tensor, host_lengths: Tensor) -> PackedSequence:

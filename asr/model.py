@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from asr.gru import GRU_IMPLS, pack, resolve_impl, run_bidirectional, run_gru_fp32, unpack
+from asr.gru import GRU_IMPLS, pack, resolve_impl, run_bidirectional, unpack
 
 
 @dataclass
@@ -166,7 +166,7 @@ class BidirectionalGRU(nn.Module):
         """The same function on packed rows (N, in) -> (N, 2H): the norm, GELU and dropout act
         on each real frame alone, so they need no padding."""
         seq = seq._replace(data=F.gelu(self.layer_norm(seq.data)))
-        out = run_gru_fp32(self.gru, seq)
+        out = self.gru(seq)[0]
         return out._replace(data=self.dropout(out.data))
 
 
@@ -240,7 +240,14 @@ class DeepSpeech2(nn.Module):
     def recurrent(self, x: Tensor, out_lens: Tensor, out_lens_here: Tensor) -> Tensor:
         """The GRU stack, (B, T', rnn_dim) -> (B, T', 2*rnn_dim). Packed: packed once and
         unpacked once for all layers, from the lengths in `out_lens` (host). The padded
-        arrangements take `out_lens_here`, on x's device."""
+        arrangements take `out_lens_here`, on x's device.
+
+        Always in fp32, whatever autocast says: autocast casts cuDNN RNNs to fp16 (not to its
+        own dtype) and re-flattens their weights on every call, which under bf16 autocast would
+        be fp16 training with no loss scaling."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.recurrent(x.float(), out_lens, out_lens_here)
         impl = resolve_impl(self.gru_impl, x)
         if impl == "pack" or not all(isinstance(m.gru, nn.GRU) for m in self.birnn_layers):
             seq = pack(x, out_lens.cpu())  # host lengths: .cpu() is a no-op

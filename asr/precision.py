@@ -6,7 +6,7 @@
 - ``bf16``: autocast to bfloat16 for the convolutions and linear layers, TF32 as above. The
   GRUs and the CTC loss stay in fp32: PyTorch's autocast would otherwise run cuDNN GRUs in
   *fp16* (its RNN cast policy ignores the autocast dtype) with no loss scaling, and re-flatten
-  their weights on every call (see `asr.gru.run_gru_fp32`).
+  their weights on every call (see `DeepSpeech2.recurrent`).
 
 The CPU has only ``fp32``: TF32 does not exist there, and bf16 autocast ran slower than fp32
 on the CPUs this project was measured on.

@@ -188,3 +188,18 @@ def test_ctc_loss_decreases() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.9, losses
+
+
+@pytest.mark.parametrize("gru_impl", ["pack", "reverse", "scan"])
+def test_grus_run_in_fp32_under_bf16_autocast(gru_impl: str) -> None:
+    """Autocast would run cuDNN GRUs in fp16 with no scaler: the stack turns it off."""
+    model = small_model(gru_impl=gru_impl)
+    seen = []
+    for layer in model.birnn_layers:
+        hook = lambda _m, _args, out: seen.append((out.dtype, torch.is_autocast_enabled("cpu")))  # noqa: E731
+        layer.layer_norm.register_forward_hook(hook)
+    feats, lens = torch.randn(2, 16, 30), torch.tensor([30, 21])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs, _ = model(feats, lens)
+    assert seen == [(torch.float32, False)] * len(model.birnn_layers)
+    assert torch.isfinite(log_probs).all()
