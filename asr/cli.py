@@ -208,3 +208,19 @@ def _sweep_job(
             traceback.print_exc()
             raise SystemExit(1) from e
         raise
+
+
+def evaluate_job(cfg: DictConfig) -> float:
+    """What evaluate.py runs: returns the objective (CER, or WER for decoder tuning). In a
+    sweep, every job logs to the sweep's W&B group, named by its overrides."""
+    from asr.config import to_evaluate_config
+    from asr.evaluation import evaluate_checkpoint
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    eval_cfg = to_evaluate_config(cfg)
+    if is_multirun():
+        swept = list(parse_overrides(list(hydra_cfg.overrides.task)))
+        eval_cfg.logger = sweep_logger(eval_cfg.logger, hydra_cfg.sweep.dir, run_dir.name, swept)
+        eval_cfg.num_threads = eval_cfg.num_threads or threads_per_job(hydra_cfg.launcher)
+    return float(evaluate_checkpoint(eval_cfg, run_dir)[eval_cfg.objective])

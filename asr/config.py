@@ -28,12 +28,14 @@ from asr.schema import (
     AugmentConfig,
     ConfigError,
     DataConfig,
+    DecodeConfig,
     EvaluateConfig,
     LoggerConfig,
     ModelConfig,
     OptimConfig,
     TrainConfig,
     TrainerConfig,
+    TranscribeConfig,
 )
 from asr.text import make_vocabulary
 
@@ -45,6 +47,7 @@ GROUPS = {
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
 }
+EVALUATE_GROUPS = {"decode": DecodeConfig, "logger": LoggerConfig}
 
 
 # Path-valued keys would nest folders in a job's name; summary.json records them instead.
@@ -58,6 +61,10 @@ JOB_DIR_EXCLUDE = frozenset(
         "data.test_manifest",
         "trainer.resume",
         "trainer.init_from",
+        "ckpt",  # evaluate.py and transcribe.py
+        "manifest",
+        "input",
+        "out",
     }
 )
 JOB_DIR_MAX = 120  # characters; file systems allow 255, people read far fewer
@@ -133,7 +140,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)
-    for group, schema in GROUPS.items():
+    cs.store(name="base_transcribe", node=TranscribeConfig)
+    for group, schema in {**GROUPS, **EVALUATE_GROUPS}.items():
         cs.store(group=group, name=f"base_{group}", node=schema)
 
 
@@ -173,10 +181,21 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
 
 def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
     refuse_unknown_keys(cfg, EvaluateConfig)
-    logger = _to_object(cfg.logger, "logger")
-    fields = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "logger"}
+    groups = {group: _to_object(cfg[group], group) for group in EVALUATE_GROUPS}
+    fields = OmegaConf.to_container(cfg, resolve=True)
+    fields = {k: v for k, v in fields.items() if k not in EVALUATE_GROUPS}
     try:
-        return EvaluateConfig(**fields, logger=logger)
+        return EvaluateConfig(**fields, **groups)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def to_transcribe_config(cfg: DictConfig) -> TranscribeConfig:
+    refuse_unknown_keys(cfg, TranscribeConfig)
+    decode = _to_object(cfg.decode, "decode")
+    fields = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "decode"}
+    try:
+        return TranscribeConfig(**fields, decode=decode)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

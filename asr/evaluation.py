@@ -1,4 +1,9 @@
-"""Evaluate a checkpoint with nothing but the checkpoint: it carries its config and vocabulary."""
+"""Evaluate a checkpoint with nothing but the checkpoint: it carries its config and vocabulary.
+
+The acoustic model's log-probs go through `asr.decoding.emissions`' cache, so the jobs of a
+decoder-tuning sweep (`evaluate.py --multirun decode=beam decode.lm_weight=...`) run the model
+once between them and then only decode.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import dataclasses
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +25,68 @@ from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
 from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
-from asr.inference import transcribe
+from asr.decoding import make_decoder
+from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
+from asr.lm import cached_lm
 from asr.loop import pick_device
-from asr.metrics import utterance_cer
-from asr.model import DeepSpeech2, ModelConfig, num_params
-from asr.schema import ConfigError, DataConfig, EvaluateConfig, RecipeSpec
+from asr.metrics import cer, utterance_cer, wer
+from asr.model import DeepSpeech2, load_model, num_params
+from asr.schema import ConfigError, DataConfig, EvaluateConfig, RecipeSpec, default_cache_dir
 from asr.text import Vocabulary
 from asr.tracking import Tracker
 
 
-def load_model(state: dict[str, Any]) -> DeepSpeech2:
-    model = DeepSpeech2(ModelConfig(**state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    return model.eval()
+def checkpoint_data(state: dict[str, Any]) -> DataConfig:
+    saved = state["config"]["data"]
+    return DataConfig(
+        **{
+            **saved,
+            "synth": SynthSpec(**saved["synth"]),
+            "recipe": RecipeSpec(**saved.get("recipe", {})),
+        }
+    )
+
+
+def split_manifest(state: dict[str, Any], data: DataConfig, split: str) -> Path:
+    """The manifest of one split of the checkpoint's data: where training read it, or, on
+    another machine, rebuilt from the data config (the embedded corpus is generated)."""
+    manifest = Path(state["manifests"].get(split, ""))
+    if manifest.is_file():
+        return manifest
+    manifests = resolve_manifests(data)
+    if split not in manifests:
+        raise ConfigError(f"split={split}: the checkpoint's data has no {split} split")
+    return manifests[split]
+
+
+def checkpoint_source(ckpt: str | Path, split: str) -> tuple[Path, str, Vocabulary]:
+    """(manifest of `split`, language, vocabulary) of a checkpoint or run directory."""
+    state = checkpoint.load(checkpoint.resolve_checkpoint(ckpt, "best.pt"))
+    data = checkpoint_data(state)
+    return split_manifest(state, data, split), data.language, Vocabulary.from_dict(state["vocab"])
+
+
+def cache_root(data: DataConfig) -> Path:
+    """Where derived files go (log-probs, LMs, lexicons, exports): the data's cache."""
+    return Path(data.cache_dir or default_cache_dir()).expanduser()
+
+
+def _acoustic_model(
+    cfg: EvaluateConfig, model: DeepSpeech2, ckpt: Path, device: torch.device, cache: Path
+):
+    """What computes the log-probs, and its name in the emissions cache key."""
+    if cfg.runtime == "onnx":
+        from asr.export import exported_for  # needs the [export] extra
+
+        return exported_for(ckpt, cache / "export"), "onnx"
+    if cfg.quantize:
+        if device.type != "cpu":
+            raise ConfigError("quantize=true is for CPU inference (device=cpu)")
+        model = torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
+        )
+        return model, "torch-int8"
+    return model.to(device), "torch"
 
 
 def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -44,96 +99,114 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     vocab = Vocabulary.from_dict(state["vocab"])
-    saved = state["config"]["data"]
-    data = DataConfig(
-        **{
-            **saved,
-            "synth": SynthSpec(**saved["synth"]),
-            "recipe": RecipeSpec(**saved.get("recipe", {})),
-        }
-    )
-    model = load_model(state)
-    n_params = num_params(model)
-    output_lengths = model.output_lengths
-    if cfg.quantize:
-        if device.type != "cpu":
-            raise ConfigError("quantize=true is for CPU inference (device=cpu)")
-        model = torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
-        )
-    model.to(device)
-    logmel = make_logmel(data)
-
+    data = checkpoint_data(state)
     if cfg.manifest:
         source, manifest = cfg.manifest, Path(cfg.manifest).expanduser().resolve()
     else:
-        source = f"{data.corpus}:{cfg.split}"
-        manifest = Path(state["manifests"].get(cfg.split, ""))
-        if not manifest.is_file():  # e.g. another machine: rebuild the corpus from its spec
-            manifests = resolve_manifests(data)
-            if cfg.split not in manifests:
-                raise ConfigError(
-                    f"split={cfg.split}: the checkpoint's data has no {cfg.split} split"
-                )
-            manifest = manifests[cfg.split]
+        source, manifest = f"{data.corpus}:{cfg.split}", split_manifest(state, data, cfg.split)
+    train_manifest = partial(split_manifest, state, data, "train")
+    decoder = make_decoder(  # before the model runs: a bad LM fails in a second
+        cfg.decode,
+        vocab,
+        auto_lm=lambda order: cached_lm(
+            train_manifest(),
+            order=order,
+            language=data.language,
+            vocab=vocab,
+            cache_dir=cache_root(data),
+        ),
+        work_dir=cache_root(data) / "decode",
+    )
 
+    model = load_model(state)
+    n_params = num_params(model)
+    logmel = make_logmel(data)
     report = ProblemReport()
-    frames = ctc_frames_fn(logmel, output_lengths)
+    frames = ctc_frames_fn(logmel, model.output_lengths)
     utts = prepare_utterances(
         read_manifest(manifest, report), vocab, data.language, math.inf, frames, report
     )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")
-    loader, _ = make_loader(  # batches sorted by duration; on CUDA a pinned worker
-        utts,
-        logmel,
-        None,
-        cfg.batch_size,
-        num_workers=default_num_workers(None, device),
-        output_frames=frames,
-        pin_memory=device.type == "cuda",
-    )
+    acoustic, runtime = _acoustic_model(cfg, model, ckpt_path, device, cache_root(data))
 
-    name = f"eval-{ckpt_path.parent.name}-{cfg.split if not cfg.manifest else manifest.stem}"
-    logger = dataclasses.replace(
-        cfg.logger, name=cfg.logger.name or name, tags=[*cfg.logger.tags, "eval"]
-    )
-    with Tracker(run_dir, logger, {"ckpt": str(ckpt_path), "source": source}) as tracker:
-        start = time.perf_counter()
-        out = transcribe(model, loader, vocab, device, with_loss=False)
-        for utt_id, kind, detail in out.problems:
-            report.add(kind, utt_id, detail)
-        result = {
-            "ckpt": str(ckpt_path),
-            "source": source,
-            "manifest": str(manifest),
-            "utterances": len(out.utts),
-            "audio_seconds": out.audio_seconds,
-            "cer": out.cer,
-            "wer": out.wer,
-            "rtf": out.rtf,
-            "seconds": time.perf_counter() - start,
-            "quantized": cfg.quantize,
-            "n_params": n_params,
-            "skipped": report.skipped,
-            "repaired": report.repaired,
-            "trained_steps": state["counters"]["step"],
-            "device": str(device),
-        }
-        (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-        with open(run_dir / "utterances.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["id", "reference", "hypothesis", "cer"])
-            for u, hyp in zip(out.utts, out.hypotheses, strict=True):
-                writer.writerow([u.utt_id, u.text, hyp, f"{utterance_cer(u.text, hyp):.4f}"])
-        tracker.log({"eval/cer": out.cer, "eval/wer": out.wer, "eval/rtf": out.rtf}, step=0)
-        rows = [[u.utt_id, u.text, h] for u, h in zip(out.utts, out.hypotheses, strict=True)]
-        tracker.log_table("eval/samples", ["id", "reference", "hypothesis"], rows[:50], step=0)
-        tracker.update_summary(**result)
-        tracker.finish("ok")
+    def forward_pass():
+        loader, _ = make_loader(  # batches sorted by duration; on CUDA a pinned worker
+            utts,
+            logmel,
+            None,
+            cfg.batch_size,
+            num_workers=default_num_workers(None, device),
+            output_frames=frames,
+            pin_memory=device.type == "cuda",
+        )
+        return compute_emissions(acoustic, loader, device)
+
+    features = {
+        k: getattr(data, k) for k in ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
+    }
+    key = emission_key(ckpt=ckpt_path, manifest=manifest, features=features, runtime=runtime)
+    cache = cache_root(data) / "emissions" if cfg.cache_emissions else None
+    emissions, cached = cached_emissions(key, cache, forward_pass)
+    report.merge(emissions.problems)
+
+    start = time.perf_counter()
+    hypotheses = [decoder(lp)[0].text for lp in emissions.log_probs]
+    decode_seconds = time.perf_counter() - start
+    references = [u.text for u in emissions.utts]
+    audio = max(emissions.audio_seconds, 1e-9)
+    result = {
+        "ckpt": str(ckpt_path),
+        "source": source,
+        "manifest": str(manifest),
+        "utterances": len(emissions.utts),
+        "audio_seconds": emissions.audio_seconds,
+        "cer": cer(references, hypotheses),
+        "wer": wer(references, hypotheses),
+        "rtf": (emissions.forward_seconds + decode_seconds) / audio,
+        "decode_rtf": decode_seconds / audio,
+        "decode": cfg.decode.to_json(),
+        "runtime": runtime,
+        "emissions_cached": cached,
+        "quantized": cfg.quantize,
+        "n_params": n_params,
+        "skipped": report.skipped,
+        "repaired": report.repaired,
+        "trained_steps": state["counters"]["step"],
+        "device": str(device),
+    }
+    write_results(cfg, run_dir, result, emissions.utts, hypotheses)
+    how = "cached log-probs" if cached else "the model's forward pass"
     print(
-        f"{source}: CER {out.cer:.4f} WER {out.wer:.4f} RTF {out.rtf:.4f} on {len(out.utts)} "
-        f"utterances ({out.audio_seconds / 60:.1f} min); skipped: {report.summary()}"
+        f"{source} [{cfg.decode.name}]: CER {result['cer']:.4f} WER {result['wer']:.4f} "
+        f"RTF {result['rtf']:.4f} (decoding {result['decode_rtf']:.4f}) on {len(references)} "
+        f"utterances ({audio / 60:.1f} min, {how}); skipped: {report.summary()}"
     )
     print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'utterances.csv'}")
     return result
+
+
+def write_results(
+    cfg: EvaluateConfig, run_dir: Path, result: dict[str, Any], utts: list, hypotheses: list[str]
+) -> None:
+    """eval.json, utterances.csv, and the run in W&B (decode settings in its config)."""
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(run_dir / "utterances.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "reference", "hypothesis", "cer"])
+        for u, hyp in zip(utts, hypotheses, strict=True):
+            writer.writerow([u.utt_id, u.text, hyp, f"{utterance_cer(u.text, hyp):.4f}"])
+    ckpt_dir = Path(result["ckpt"]).parent.name
+    split = cfg.split if not cfg.manifest else Path(cfg.manifest).stem
+    name = f"eval-{ckpt_dir}-{split}"
+    logger = dataclasses.replace(
+        cfg.logger, name=cfg.logger.name or name, tags=[*cfg.logger.tags, "eval"]
+    )
+    config = {k: result[k] for k in ("ckpt", "source", "decode", "runtime")}
+    with Tracker(run_dir, logger, config) as tracker:
+        metrics = {f"eval/{k}": result[k] for k in ("cer", "wer", "rtf", "decode_rtf")}
+        tracker.log(metrics, step=0)
+        rows = [[u.utt_id, u.text, h] for u, h in zip(utts, hypotheses, strict=True)]
+        tracker.log_table("eval/samples", ["id", "reference", "hypothesis"], rows[:50], step=0)
+        tracker.update_summary(**result)
+        tracker.finish("ok")

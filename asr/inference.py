@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.data.dataset import Batch, Utterance
-from asr.decode import greedy_decode
+from asr.decoding.greedy import greedy_decode
 from asr.metrics import cer, wer
 from asr.text import Vocabulary
 

@@ -15,6 +15,7 @@ are the words the acoustic model spells.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 from collections import Counter, defaultdict
@@ -150,6 +151,25 @@ def sentences_of(
             yield words
 
 
+def cached_lm(
+    manifest: Path, *, order: int, language: str, vocab: Vocabulary, cache_dir: Path
+) -> Path:
+    """An LM of a training manifest's transcripts, built once and kept in `cache_dir` under a
+    name made of the manifest's content: what `decode.lm=auto` uses."""
+    text = Path(manifest).read_bytes()
+    digest = hashlib.sha256(text + f"{order}{language}{vocab.symbols}".encode()).hexdigest()
+    path = Path(cache_dir).expanduser() / "lm" / f"{Path(manifest).stem}-{digest[:12]}.arpa"
+    if not path.is_file():
+        lines = [e.text for e in read_manifest(manifest)]
+        model = build(sentences_of(lines, language=language, vocab=vocab), order)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(model.to_arpa(), encoding="utf-8")
+        tmp.replace(path)
+        print(f"built a {order}-gram LM of {manifest}'s transcripts: {path}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m asr.lm", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     source = b.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", type=Path, help="a text file, one sentence per line")
     source.add_argument("--manifest", type=Path, nargs="+", help="JSONL manifests (their text)")
+    source.add_argument(
+        "--ckpt", help="a checkpoint or run directory: its training transcripts, language, alphabet"
+    )
     b.add_argument("--order", type=int, default=3)
     b.add_argument("--language", default="es", choices=LANGUAGES)
     b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
@@ -165,11 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.order < 1:
         parser.error(f"--order must be >= 1 (got {a.order})")
     try:
+        vocab = make_vocabulary(a.alphabet)
         if a.text:
             lines = a.text.read_text(encoding="utf-8").splitlines()
-        else:
+        elif a.manifest:
             lines = [e.text for m in a.manifest for e in read_manifest(m)]
-        vocab = make_vocabulary(a.alphabet)
+        else:
+            from asr.evaluation import checkpoint_source  # torch and the model: only here
+
+            manifest, a.language, vocab = checkpoint_source(a.ckpt, "train")
+            a.manifest = [manifest]
+            lines = [e.text for e in read_manifest(manifest)]
     except (OSError, UnicodeDecodeError, ManifestError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -258,3 +258,10 @@ class DeepSpeech2(nn.Module):
         for layer in self.birnn_layers:
             x = layer(x, out_lens_here, impl, padded=padded)
         return x
+
+
+def load_model(state: dict[str, Any]) -> DeepSpeech2:
+    """The model of a checkpoint's state (`asr.checkpoint.load`), in eval mode, on the CPU."""
+    model = DeepSpeech2(ModelConfig(**state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.eval()

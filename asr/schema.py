@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from asr.data.recipes import REGISTRY
 from asr.data.recipes.common import RecipeSpec
 from asr.data.synth import SynthSpec
+from asr.decoding.config import DecodeConfig
 from asr.model import ModelConfig
 from asr.text import LANGUAGES
 from asr.tracking import LoggerConfig
@@ -21,6 +22,7 @@ __all__ = [
     "AugmentConfig",
     "ConfigError",
     "DataConfig",
+    "DecodeConfig",
     "EvaluateConfig",
     "LoggerConfig",
     "ModelConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "SynthSpec",
     "TrainConfig",
     "TrainerConfig",
+    "TranscribeConfig",
 ]
 
 
@@ -44,6 +47,8 @@ def _check(ok: bool, message: str) -> None:
 # Corpora that `python -m asr.data prepare` turns into manifests: the recipe registry's.
 RECIPES = tuple(REGISTRY)
 CORPORA = ("synth_es", "manifest", *RECIPES)
+
+RUNTIMES = ("torch", "onnx")
 
 CACHE_DIR_ENV = "ASR_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/asr-sweep"
@@ -292,6 +297,10 @@ class EvaluateConfig:
     device: str = "auto"
     num_threads: int | None = None
     quantize: bool = False  # dynamic int8 GRU/Linear for CPU inference
+    runtime: str = "torch"  # torch | onnx (onnxruntime, the [export] extra)
+    cache_emissions: bool = True  # reuse the model's log-probs across decoder settings
+    objective: str = "cer"  # what the job returns to a sweeper: cer | wer
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self) -> None:
@@ -304,6 +313,45 @@ class EvaluateConfig:
             f"split must be train|dev|test (got {self.split!r})",
         )
         _check(self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})")
+        _check(self.runtime in RUNTIMES, f"runtime must be torch|onnx (got {self.runtime!r})")
+        _check(
+            not (self.quantize and self.runtime == "onnx"),
+            "quantize=true is for runtime=torch (the ONNX export is fp32)",
+        )
+        _check(
+            self.objective in ("cer", "wer"), f"objective must be cer|wer (got {self.objective!r})"
+        )
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto|cpu|cuda (got {self.device!r})",
+        )
+
+
+@dataclass
+class TranscribeConfig:
+    """transcribe.py: audio files in, one JSON line per file out. The model, features and
+    vocabulary come from the checkpoint."""
+
+    ckpt: str = "???"  # a checkpoint, or a run directory holding best.pt
+    input: str = "???"  # an audio file, a folder of them (searched recursively), or a manifest
+    out: str = "transcripts.jsonl"
+    chunk_seconds: float = 15.0  # longer recordings are cut into overlapping chunks
+    overlap_seconds: float = 2.0  # shared by neighbouring chunks; the seam is its middle
+    device: str = "auto"
+    num_threads: int | None = None
+    runtime: str = "torch"  # torch | onnx
+    progress: bool = True  # a progress bar over the files
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("ckpt", "input"):
+            _check(getattr(self, key) not in ("???", ""), f"{key} is required: {key}=<path>")
+        _check(self.chunk_seconds >= 2, f"chunk_seconds must be >= 2 (got {self.chunk_seconds})")
+        _check(
+            0 <= self.overlap_seconds <= self.chunk_seconds / 2,
+            f"overlap_seconds must be in [0, chunk_seconds / 2] (got {self.overlap_seconds})",
+        )
+        _check(self.runtime in RUNTIMES, f"runtime must be torch|onnx (got {self.runtime!r})")
         _check(
             self.device in ("auto", "cpu", "cuda"),
             f"device must be auto|cpu|cuda (got {self.device!r})",

@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from asr import ranks
+from asr.decoding.tuning import make_tuning_report
 from asr.report import Job, load_jobs, make_report
 
 
@@ -58,3 +59,29 @@ class SweepCallback(Callback):
         print(make_report(self.sweep_dir, plots=self.plots, jobs=jobs), flush=True)
         ok = _count(jobs, "ok")
         print(f"[sweep] {ok} succeeded, {len(jobs) - ok} failed or unfinished", flush=True)
+
+
+class TuningCallback(Callback):
+    """evaluate.py's sweeps: the decoder-tuning report (`asr.decoding.tuning`), rebuilt after
+    every job and printed at the end with the command that decodes test with the best."""
+
+    def __init__(self, plots: bool = True) -> None:
+        self.plots = plots
+        self.sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        atexit.register(self._final_words)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if not _is_multirun(config):
+            return
+        make_tuning_report(config.hydra.sweep.dir, plots=self.plots)
+        job = Path(config.hydra.runtime.output_dir).name
+        status = getattr(job_return.status, "name", str(job_return.status)).lower()
+        error = f": {job_return._return_value}" if status == "failed" else ""
+        print(f"[sweep] job {job} {status}{error}", flush=True)
+
+    def _final_words(self) -> None:
+        if self.sweep_dir is not None and self.sweep_dir.is_dir():
+            print(make_tuning_report(self.sweep_dir, plots=self.plots), flush=True)

@@ -31,6 +31,8 @@ def read_audio(path: str | Path, sample_rate: int) -> Audio:
     path = Path(path)
     if not path.is_file():
         raise AudioError("missing_file", f"audio file not found: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError("empty_audio", f"empty audio {path} (0 bytes)")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for broken files

@@ -1,0 +1,112 @@
+"""The acoustic model's log-probs over a manifest, computed once and cached.
+
+Tuning a decoder is a sweep over its settings with the acoustic model fixed. Each job needs
+the same log-probs, so they are cached on disk, keyed by what determines them: the checkpoint's
+bytes, the manifest's bytes, the feature settings and the runtime. A 50-point grid then runs
+the model once and spends the rest of its time decoding. Parallel jobs that miss together wait
+on a file lock while the first computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.data.dataset import Batch, Utterance
+
+FORMAT = 1  # bump when the cached layout changes
+
+
+@dataclass
+class Emissions:
+    utts: list[Utterance] = field(default_factory=list)
+    log_probs: list[torch.Tensor] = field(default_factory=list)  # (T_i, C) real frames only
+    audio_seconds: float = 0.0
+    forward_seconds: float = 0.0  # wall time of audio loading, features and the model
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def compute_emissions(
+    model: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[Batch],
+    device: torch.device,
+) -> Emissions:
+    """Run `model` (a DeepSpeech2, or an exported model) over every batch of `loader`."""
+    out = Emissions()
+    start = time.perf_counter()
+    for batch in loader:
+        out.problems += batch.problems
+        if len(batch) == 0:
+            continue
+        feats = batch.feats.to(device, non_blocking=True)  # (B, F, T)
+        log_probs, out_lens = model(feats, batch.feat_lens)  # (B, T', C), (B,)
+        log_probs = log_probs.float().cpu()
+        for row, n in zip(log_probs, out_lens.tolist(), strict=True):
+            out.log_probs.append(row[:n].clone())  # (T_i, C): padding frames dropped
+        out.utts += batch.utts
+        out.audio_seconds += batch.audio_seconds
+    out.forward_seconds = time.perf_counter() - start
+    return out
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def emission_key(*, ckpt: Path, manifest: Path, features: dict[str, Any], runtime: str) -> str:
+    """What the log-probs depend on, as one hash (manifest by content: audio files named in
+    it are assumed unchanged)."""
+    parts = {
+        "format": FORMAT,
+        "ckpt": file_digest(ckpt),
+        "manifest": file_digest(manifest),
+        "features": features,
+        "runtime": runtime,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def cached_emissions(
+    key: str, cache_dir: Path | None, compute: Callable[[], Emissions]
+) -> tuple[Emissions, bool]:
+    """(emissions, True) from `cache_dir/<key>.pt` when there, else computed and stored
+    (False). `cache_dir` None: always computed, never stored."""
+    if cache_dir is None:
+        return compute(), False
+    path = Path(cache_dir) / f"{key}.pt"
+    with _locked(path):
+        if path.is_file():
+            try:
+                return Emissions(**torch.load(path, weights_only=False)), True
+            except Exception:  # a truncated or foreign file: recompute over it
+                path.unlink(missing_ok=True)
+        emissions = compute()
+        tmp = path.with_suffix(".tmp")
+        torch.save(emissions.__dict__, tmp)
+        tmp.replace(path)
+        return emissions, False

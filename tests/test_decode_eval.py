@@ -1,0 +1,118 @@
+"""evaluate.py with decoders: the log-prob cache, a real tuning sweep, and its report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr import checkpoint
+from asr.data.synth import SynthSpec
+from asr.decoding import DecodeConfig
+from asr.evaluation import evaluate_checkpoint
+from asr.model import DeepSpeech2, ModelConfig
+from asr.schema import DataConfig, EvaluateConfig
+from asr.text import Vocabulary
+from asr.tracking import LoggerConfig
+from tests.conftest import run_script
+from tests.wandb_offline import read_offline_run
+
+MODEL = ModelConfig(n_cnn=1, n_rnn=1, rnn_dim=32, n_feats=32, dropout=0.0)
+
+
+def random_checkpoint(run: Path, cache: Path, seed: int = 0) -> Path:
+    """A checkpoint in the trainer's format over the tiny corpus, with random weights whose
+    last layer is scaled up, so that greedy decoding emits characters and spaces (words).
+    Another `seed`, other weights: another key in the log-prob cache."""
+    torch.manual_seed(seed)
+    model = DeepSpeech2(MODEL)
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(30)
+    spec = SynthSpec(train_hours=0.03, dev_utterances=12, test_utterances=12)
+    data = DataConfig(n_mels=32, cache_dir=str(cache), synth=spec)
+    manifests = {p.stem: str(p) for p in next(cache.glob("synth_es-*")).glob("*.jsonl")}
+    state = {
+        "format_version": checkpoint.FORMAT_VERSION,
+        "model": model.state_dict(),
+        "counters": {"step": 7},
+        "config": {"model": dataclasses.asdict(MODEL), "data": dataclasses.asdict(data)},
+        "vocab": Vocabulary().to_dict(),
+        "manifests": manifests,
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_atomic(state, run / "best.pt")
+    return run
+
+
+@pytest.fixture(scope="module")
+def ckpt(corpus_cache: Path, tmp_path_factory) -> Path:
+    return random_checkpoint(tmp_path_factory.mktemp("run") / "run", corpus_cache)
+
+
+def evaluate(ckpt: Path, out: Path, **kwargs) -> dict:
+    cfg = EvaluateConfig(ckpt=str(ckpt), split="dev", logger=LoggerConfig(kind="none"), **kwargs)
+    return evaluate_checkpoint(cfg, out)
+
+
+def test_the_second_job_runs_no_forward_pass(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    forward = DeepSpeech2.forward
+    monkeypatch.setattr(DeepSpeech2, "forward", lambda *a: calls.append(1) or forward(*a))
+    first = evaluate(ckpt, tmp_path / "a", cache_emissions=False)
+    assert calls and not first["emissions_cached"]
+    n_batches = len(calls)
+
+    calls.clear()
+    second = evaluate(ckpt, tmp_path / "b")  # fills the cache
+    assert len(calls) == n_batches and not second["emissions_cached"]
+    assert second["cer"] == first["cer"] and second["wer"] == first["wer"]
+
+    calls.clear()
+    beam = DecodeConfig(name="beam", lm_weight=0.5, word_score=1.0)
+    third = evaluate(ckpt, tmp_path / "c", decode=beam)
+    assert calls == [] and third["emissions_cached"]  # decoding only
+    assert third["decode"]["lm_weight"] == 0.5 and third["decode"]["name"] == "beam"
+    assert third["utterances"] == second["utterances"] == 12
+
+    calls.clear()  # another feature setting is another key: computed again
+    fourth = evaluate(ckpt, tmp_path / "d", quantize=True)
+    assert calls and not fourth["emissions_cached"] and fourth["runtime"] == "torch-int8"
+
+
+@pytest.mark.slow
+def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: Path) -> None:
+    ckpt = random_checkpoint(tmp_path / "run", corpus_cache, seed=1)  # not in the cache yet
+    sweep_dir = tmp_path / "tune"
+    args = [
+        "--multirun",
+        f"ckpt={ckpt}",
+        "+sweep=decode_grid",
+        "decode.lm_weight=0,1.5",
+        "decode.word_score=-1,0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    result = run_script("evaluate.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/eval.json"))
+    assert len(jobs) == 6
+    results = [json.loads((j / "eval.json").read_text()) for j in jobs]
+    assert all(r["source"].endswith(":dev") and r["decode"]["name"] == "beam" for r in results)
+    assert sum(not r["emissions_cached"] for r in results) == 1  # one forward pass in all
+    best = min(results, key=lambda r: r["wer"])
+    command = (
+        f"python evaluate.py ckpt={best['ckpt']} split=test decode=beam "
+        f"decode.lm_weight={best['decode']['lm_weight']} "
+        f"decode.word_score={best['decode']['word_score']}"
+    )
+    assert command in result.stdout
+    assert (sweep_dir / "plots" / "wer_heatmap.png").is_file()
+    assert "wer_heatmap.png" in (sweep_dir / "tuning.md").read_text()
+    # W&B: one group for the sweep; each run carries its decode settings and WER.
+    runs = [read_offline_run(j / "wandb") for j in jobs]
+    assert {r.group for r in runs} == {str(sweep_dir)}
+    for run, r in zip(runs, results, strict=True):
+        assert run.config["decode"]["word_score"] == r["decode"]["word_score"]
+        assert run.summary["wer"] == r["wer"]
