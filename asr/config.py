@@ -45,6 +45,7 @@ GROUPS = {
     "optim": OptimConfig,
     "augment": AugmentConfig,
     "trainer": TrainerConfig,
+    "decode": DecodeConfig,
     "logger": LoggerConfig,
 }
 EVALUATE_GROUPS = {"decode": DecodeConfig, "logger": LoggerConfig}

@@ -4,7 +4,7 @@ rank a shard of the batches, gathered back (`transcribe_shards`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.data.dataset import Batch, Utterance
-from asr.decoding.greedy import greedy_decode
+from asr.decoding.greedy import GreedyDecoder, Hypothesis, greedy_decode
 from asr.metrics import cer, wer
 from asr.text import Vocabulary
 
@@ -88,9 +88,11 @@ def transcribe(
     device: torch.device,
     *,
     with_loss: bool = True,
+    decoder: Callable[[torch.Tensor], list[Hypothesis]] | None = None,
 ) -> Transcripts:
-    """Greedy transcripts of every batch, and the CTC loss when `with_loss` (the dev
-    evaluation reports it; evaluate.py does not need it). Lengths stay on the host."""
+    """Transcripts of every batch (greedy, or `decoder`'s: `decode=beam` in training), and the
+    CTC loss when `with_loss` (the dev evaluation reports it; evaluate.py does not need it).
+    Lengths stay on the host."""
     model.eval()
     out = Transcripts()
     start = time.perf_counter()
@@ -104,7 +106,13 @@ def transcribe(
             targets = batch.targets.to(device, non_blocking=True)
             losses = ctc_loss(log_probs, out_lens, targets, batch.target_lens, vocab.blank, "sum")
             out.loss_sum += float(losses)  # per target character, as "mean" does
-        out.hypotheses += greedy_decode(log_probs, out_lens, vocab)
+        if decoder is None or isinstance(decoder, GreedyDecoder):
+            out.hypotheses += greedy_decode(log_probs, out_lens, vocab)  # batched: faster
+        else:
+            rows = log_probs.float().cpu()
+            out.hypotheses += [
+                decoder(r[:n])[0].text for r, n in zip(rows, out_lens.tolist(), strict=True)
+            ]
         out.utts += batch.utts
         out.audio_seconds += batch.audio_seconds
     out.seconds = time.perf_counter() - start
@@ -119,6 +127,7 @@ def transcribe_shards(
     ranks: Collectives,
     *,
     with_loss: bool = True,
+    decoder: Callable[[torch.Tensor], list[Hypothesis]] | None = None,
 ) -> Transcripts:
     """`transcribe` over this rank's shard of the batches (`asr.data.loader.shard_batches`),
     gathered into the whole split's result on every rank.
@@ -127,9 +136,11 @@ def transcribe_shards(
     single process computes, and the loss is summed in the same order too.
     """
     if not ranks.enabled:
-        return transcribe(model, loader, vocab, device, with_loss=with_loss)
+        return transcribe(model, loader, vocab, device, with_loss=with_loss, decoder=decoder)
     start = time.perf_counter()
-    mine = [transcribe(model, [b], vocab, device, with_loss=with_loss) for b in loader]
+    mine = [
+        transcribe(model, [b], vocab, device, with_loss=with_loss, decoder=decoder) for b in loader
+    ]
     gathered = ranks.all_gather((mine, time.perf_counter() - start))
     parts = [p for p, _ in gathered]
     out = Transcripts(seconds=max(s for _, s in gathered))  # the slowest rank's wall time

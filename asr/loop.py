@@ -45,7 +45,9 @@ from asr import checkpoint, distributed
 from asr.data.dataset import Batch
 from asr.data.loader import default_num_workers, make_training_data
 from asr.data.manifest import manifest_digest
+from asr.decoding import make_decoder
 from asr.inference import Transcripts, ctc_loss, transcribe_shards
+from asr.lm import cached_lm
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.precision import configure_precision
@@ -212,6 +214,19 @@ class Trainer:
             print(f"data: {line.strip()}")
         self.train_loader, self.train_sampler = self.data.train_loader, self.data.train_sampler
         self.eval_loaders = self.data.eval_loaders
+        cache = Path(d.cache_dir).expanduser()
+        self.decoder = make_decoder(
+            cfg.decode,
+            self.vocab,
+            auto_lm=lambda order: cached_lm(
+                self.data.manifests["train"],
+                order=order,
+                language=d.language,
+                vocab=self.vocab,
+                cache_dir=cache,
+            ),
+            work_dir=cache / "decode",
+        )
 
     def _build_model(self, state: dict[str, Any] | None) -> None:
         """Fresh, resumed from `state`, or initialised from trainer.init_from."""
@@ -454,7 +469,12 @@ class Trainer:
             self.save("last.pt")
             return None
         dev = transcribe_shards(
-            self.model, self.eval_loaders["dev"], self.vocab, self.device, self.ddp
+            self.model,
+            self.eval_loaders["dev"],
+            self.vocab,
+            self.device,
+            self.ddp,
+            decoder=self.decoder,
         )
         self.tracker.log(
             {"dev/cer": dev.cer, "dev/wer": dev.wer, "dev/loss": dev.loss, "epoch": c.epoch},
@@ -522,6 +542,7 @@ class Trainer:
                 self.device,
                 self.ddp,
                 with_loss=False,
+                decoder=self.decoder,
             )
             final.update(test_cer=test.cer, test_wer=test.wer, test_rtf=test.rtf)
             self.tracker.log({"test/cer": test.cer, "test/wer": test.wer}, step=c.step)

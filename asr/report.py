@@ -1,6 +1,7 @@
 """Sweep report: one table and a few plots from the files the jobs of a sweep left behind.
 
     python -m asr.report multirun/<date>/<time>
+    python -m asr.report multirun/eval/<date>/<time>    # a decoder-tuning sweep (evaluate.py)
 
 Reads only files (each job's `summary.json`, `metrics.jsonl`), never the model, so it is fast
 and works on results copied from another machine. Writes into the sweep directory:
@@ -251,6 +252,10 @@ def make_report(sweep_dir: str | Path, plots: bool = True, jobs: list[Job] | Non
 
     `jobs`: what `load_jobs(sweep_dir)` returns, when the caller has it already."""
     sweep_dir = Path(sweep_dir)
+    if any(sweep_dir.glob("*/eval.json")):  # an evaluate.py sweep
+        from asr.decoding.tuning import make_tuning_report
+
+        return make_tuning_report(sweep_dir, plots=plots)
     jobs = load_jobs(sweep_dir) if jobs is None else jobs
     if not jobs:
         return f"no jobs with a summary.json under {sweep_dir}"

@@ -284,6 +284,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # dev and test evaluations
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
 

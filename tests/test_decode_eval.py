@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr import checkpoint
+from asr import checkpoint, lm
+from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
 from asr.decoding import DecodeConfig
+from asr.decoding.beam import arpa_words
 from asr.evaluation import evaluate_checkpoint
 from asr.model import DeepSpeech2, ModelConfig
 from asr.schema import DataConfig, EvaluateConfig
-from asr.text import Vocabulary
+from asr.text import Vocabulary, normalize
 from asr.tracking import LoggerConfig
-from tests.conftest import run_script
+from tests.conftest import TINY_CORPUS, TINY_MODEL, run_script
 from tests.wandb_offline import read_offline_run
 
 MODEL = ModelConfig(n_cnn=1, n_rnn=1, rnn_dim=32, n_feats=32, dropout=0.0)
@@ -33,7 +35,8 @@ def random_checkpoint(run: Path, cache: Path, seed: int = 0) -> Path:
         model.classifier[-1].weight.mul_(30)
     spec = SynthSpec(train_hours=0.03, dev_utterances=12, test_utterances=12)
     data = DataConfig(n_mels=32, cache_dir=str(cache), synth=spec)
-    manifests = {p.stem: str(p) for p in next(cache.glob("synth_es-*")).glob("*.jsonl")}
+    corpus = next(cache.glob("synth_es-*/train.jsonl")).parent
+    manifests = {p.stem: str(p) for p in corpus.glob("*.jsonl")}
     state = {
         "format_version": checkpoint.FORMAT_VERSION,
         "model": model.state_dict(),
@@ -116,3 +119,44 @@ def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: 
     for run, r in zip(runs, results, strict=True):
         assert run.config["decode"]["word_score"] == r["decode"]["word_score"]
         assert run.summary["wer"] == r["wer"]
+
+
+def test_lm_of_a_checkpoints_training_transcripts(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lm.arpa"
+    assert lm.main(["build", "--ckpt", str(ckpt), "--order", "3", "--out", str(out)]) == 0
+    manifests = checkpoint.load(ckpt / "best.pt")["manifests"]
+    words = {s: {w for e in read_manifest(Path(p)) for w in normalize(e.text, "es").text.split()}
+             for s, p in manifests.items()}  # fmt: skip
+    assert set(arpa_words(out)) == words["train"]  # training transcripts only
+    # decode.lm=auto builds the same model once, into the data's cache
+    built = lm.cached_lm(
+        Path(manifests["train"]), order=3, language="es", vocab=Vocabulary(), cache_dir=tmp_path
+    )
+    assert built.read_text() == out.read_text()
+    assert (
+        lm.cached_lm(
+            Path(manifests["train"]), order=3, language="es", vocab=Vocabulary(), cache_dir=tmp_path
+        )
+        == built
+    )
+
+
+@pytest.mark.slow
+def test_training_evaluates_with_the_beam_search(corpus_cache: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        *TINY_CORPUS,
+        *TINY_MODEL,
+        f"data.cache_dir={corpus_cache}",
+        "data.batch_size=4",
+        "trainer.max_steps=2",
+        "decode=beam",
+        "decode.lm_weight=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = run_script("train.py", args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["test_wer"] >= 0
+    config = read_offline_run(run_dir / "wandb").config
+    assert config["decode"]["name"] == "beam" and config["decode"]["lm_weight"] == 1.0

@@ -55,8 +55,13 @@ def best_command(best: TuningJob, keys: list[str]) -> str:
     """The evaluate.py command that decodes test with the best job's settings."""
     s = best.settings
     parts = [f"ckpt={best.result['ckpt']}", "split=test", f"decode={s.get('name', 'beam')}"]
-    parts += [f"decode.{k}={s[k]}" for k in keys if k != "name" and k in s]
+    parts += [f"decode.{k}={_short(s[k])}" for k in keys if k != "name" and k in s]
     return "python evaluate.py " + " ".join(parts)
+
+
+def _short(value: Any) -> Any:
+    """Optuna's 2.4110535042865755 as 2.4111: no decoder is that sensitive."""
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def write_heatmap(jobs: list[TuningJob], out: Path) -> Path | None:
@@ -112,6 +117,7 @@ def _scatter(points, plt):
     best = min(points, key=lambda p: p[2])
     ax.scatter([best[1]], [best[0]], s=220, facecolors="none", edgecolors="red", linewidths=2)
     ax.annotate(f"{best[2]:.3f}", (best[1], best[0]), textcoords="offset points", xytext=(8, 8))
+    ax.margins(0.15)  # room for the ring and its label
     _labels(ax, fig, image)
     return fig
 
