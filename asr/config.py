@@ -62,6 +62,8 @@ JOB_DIR_EXCLUDE = frozenset(
         "data.test_manifest",
         "trainer.resume",
         "trainer.init_from",
+        "decode.lm",
+        "decode.lexicon",
         "ckpt",  # evaluate.py and transcribe.py
         "manifest",
         "input",

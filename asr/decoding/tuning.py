@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asr.decoding.config import DecodeConfig
+
 AXES = ("lm_weight", "word_score")
 
 
@@ -54,8 +56,10 @@ def varied(jobs: list[TuningJob]) -> list[str]:
 def best_command(best: TuningJob, keys: list[str]) -> str:
     """The evaluate.py command that decodes test with the best job's settings."""
     s = best.settings
+    defaults = DecodeConfig(name="beam").to_json()
+    given = [k for k in s if k not in keys and k != "name" and s[k] != defaults.get(k)]
     parts = [f"ckpt={best.result['ckpt']}", "split=test", f"decode={s.get('name', 'beam')}"]
-    parts += [f"decode.{k}={_short(s[k])}" for k in keys if k != "name" and k in s]
+    parts += [f"decode.{k}={_short(s[k])}" for k in [*given, *keys] if k != "name" and k in s]
     return "python evaluate.py " + " ".join(parts)
 
 
