@@ -85,6 +85,15 @@ def test_the_second_job_runs_no_forward_pass(ckpt: Path, tmp_path: Path, monkeyp
     assert calls and not fourth["emissions_cached"] and fourth["runtime"] == "torch-int8"
 
 
+def test_onnx_runtime_gives_what_torch_gives(ckpt: Path, corpus_cache: Path, tmp_path) -> None:
+    torch_result = evaluate(ckpt, tmp_path / "torch", cache_emissions=False)
+    onnx_result = evaluate(ckpt, tmp_path / "onnx", runtime="onnx", cache_emissions=False)
+    assert onnx_result["runtime"] == "onnx" and onnx_result["utterances"] == 12
+    assert onnx_result["cer"] == pytest.approx(torch_result["cer"], abs=0.01)
+    # exported once, checked against torch, into the data's cache (not beside the checkpoint)
+    assert list((corpus_cache / "export").glob("*.onnx.json")) and not list(ckpt.glob("*.onnx"))
+
+
 @pytest.mark.slow
 def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: Path) -> None:
     ckpt = random_checkpoint(tmp_path / "run", corpus_cache, seed=1)  # not in the cache yet
