@@ -179,12 +179,38 @@ class OptimConfig:
 
 @dataclass
 class AugmentConfig:
-    name: str = "specaugment"  # specaugment | none
+    """Training-time augmentation (Hydra group `augment`): waveform augmentations, each with
+    its own probability per utterance and epoch (asr/augment.py), then SpecAugment's masks."""
+
+    name: str = "specaugment"  # a label: specaugment | none | speed | robust | yours
+    # SpecAugment
     freq_masks: int = 2
     freq_width: int = 15
     time_masks: int = 2
     time_width: int = 35
     time_width_ratio: float = 0.1  # a time mask never covers more than this share of frames
+    # Speed perturbation: one factor drawn per utterance and epoch ([]: off)
+    speed_factors: list[float] = field(default_factory=list)
+    # Reverberation: an impulse response of a generated room ("room": pyroomacoustics),
+    # generated decaying noise ("noise"), or a folder of RIR files
+    reverb_prob: float = 0.0
+    rir_source: str = "room"
+    rt60_min: float = 0.2  # seconds, for generated RIRs
+    rt60_max: float = 0.8
+    # Additive noise at an SNR drawn in [min, max] dB, of a kind drawn from noise_kinds:
+    # white | pink | brown (generated), babble (other training utterances), file (noise_dir)
+    noise_prob: float = 0.0
+    noise_kinds: list[str] = field(default_factory=lambda: ["white", "pink", "brown", "babble"])
+    noise_dir: str | None = None
+    noise_snr_min_db: float = 5.0
+    noise_snr_max_db: float = 25.0
+    # Gain in [min, max] dB, clipped at full scale
+    gain_prob: float = 0.0
+    gain_min_db: float = -10.0
+    gain_max_db: float = 10.0
+    # Telephone channel: 300-3400 Hz through 8 kHz and back, optionally mu-law coded
+    telephone_prob: float = 0.0
+    telephone_mulaw: bool = True
 
     def __post_init__(self) -> None:
         for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
@@ -193,6 +219,37 @@ class AugmentConfig:
             0 <= self.time_width_ratio <= 1,
             f"time_width_ratio must be in [0, 1] (got {self.time_width_ratio})",
         )
+        for key in ("reverb_prob", "noise_prob", "gain_prob", "telephone_prob"):
+            value = getattr(self, key)
+            _check(0 <= value <= 1, f"{key} must be in [0, 1] (got {value})")
+        _check(
+            all(0.5 <= f <= 2 for f in self.speed_factors),
+            f"speed_factors must lie in [0.5, 2] (got {list(self.speed_factors)})",
+        )
+        for low, high in (("noise_snr_min_db", "noise_snr_max_db"), ("gain_min_db", "gain_max_db"),
+                          ("rt60_min", "rt60_max")):  # fmt: skip
+            _check(
+                getattr(self, low) <= getattr(self, high),
+                f"{low} must be <= {high} (got {getattr(self, low)} > {getattr(self, high)})",
+            )
+        _check(self.rt60_min > 0, f"rt60_min must be > 0 (got {self.rt60_min})")
+        kinds = ("white", "pink", "brown", "babble", "file")
+        bad = [k for k in self.noise_kinds if k not in kinds]
+        _check(not bad, f"noise_kinds: unknown {bad} (known: {'|'.join(kinds)})")
+        _check(
+            self.noise_prob == 0 or bool(self.noise_kinds),
+            "noise_kinds is empty while noise_prob > 0",
+        )
+        _check(
+            "file" not in self.noise_kinds or self.noise_prob == 0 or bool(self.noise_dir),
+            "noise_kinds has file: give noise_dir=<folder of noise recordings>",
+        )
+
+    @property
+    def waveform(self) -> bool:
+        """Whether any waveform augmentation is on."""
+        probs = (self.reverb_prob, self.noise_prob, self.gain_prob, self.telephone_prob)
+        return any(f != 1.0 for f in self.speed_factors) or any(p > 0 for p in probs)
 
     @property
     def enabled(self) -> bool:

@@ -14,16 +14,21 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.data.audio import AudioError
-from asr.data.checks import ProblemReport, check_transcript, load_checked
+from asr.data.checks import ProblemReport, check_transcript, ctc_feasible, load_checked
 from asr.data.manifest import Entry
 from asr.features import LogMel, SpecAugment
 from asr.text import Vocabulary
+
+if TYPE_CHECKING:
+    from asr.augment import Plan, WaveAugment
+    from asr.data.checks import Loaded as LoadedAudio
 
 
 @dataclass(frozen=True)
@@ -115,10 +120,12 @@ class SpeechDataset(Dataset):
         seed: int = 0,
         output_frames: Callable[[float], int] | None = None,
         cache: FeatureCache | None = None,
+        wave_augment: WaveAugment | None = None,
     ):
         self.utts = list(utts)
         self.logmel = logmel
         self.augment = augment
+        self.wave_augment = wave_augment
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
         self.output_frames = output_frames  # seconds -> CTC frames, to recheck label lengths
@@ -140,20 +147,49 @@ class SpeechDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
+    def speed_of(self, epoch: int, index: int) -> float:
+        """The utterance's speed factor in `epoch`: the drawn one, unless its transcript would
+        not fit the frames of the perturbed (shorter) audio; then 1.0. The batch sampler
+        buckets by `duration / speed_of(...)`."""
+        if self.wave_augment is None:
+            return 1.0
+        factor = self.wave_augment.speed_factor(epoch, index)
+        utt = self.utts[index]
+        fits = self.output_frames is None or ctc_feasible(
+            utt.labels, self.output_frames(utt.duration / factor)
+        )
+        return factor if fits else 1.0
+
+    def _load(self, index: int) -> LoadedAudio | Item:
+        utt = self.utts[index]
+        try:  # the audio checks of `asr.data.checks`: unusable -> skipped, repairable -> noted
+            return load_checked(
+                utt.audio_path, self.logmel.sample_rate, utt.duration, utt.labels,
+                self.output_frames,
+            )  # fmt: skip
+        except AudioError as e:
+            return Item(index, None, ((e.reason, str(e)),))
+
+    def _augmented(self, index: int, plan: Plan, g: torch.Generator) -> Item:
+        """Log-mel of the waveform-augmented audio: computed every time, never cached."""
+        loaded = self._load(index)
+        if isinstance(loaded, Item):
+            return loaded
+        with torch.no_grad():
+            feats = self.logmel(self.wave_augment.apply(loaded.wave, plan, g))  # (F, T')
+        if self.cache is not None:  # the same float16 round trip as cached features
+            feats = feats.half().float()
+        return Item(index, feats, loaded.notes)
+
     def _features(self, index: int) -> Item:
         """Log-mel and load-time notes of one utterance, from the cache when it is there."""
         cached = self.cache.get((self._key, index)) if self.cache is not None else None
         if cached is not None:
             feats, notes = cached
             return Item(index, feats.float(), notes)
-        utt = self.utts[index]
-        sample_rate = self.logmel.sample_rate
-        try:  # the audio checks of `asr.data.checks`: unusable -> skipped, repairable -> noted
-            loaded = load_checked(
-                utt.audio_path, sample_rate, utt.duration, utt.labels, self.output_frames
-            )
-        except AudioError as e:
-            return Item(index, None, ((e.reason, str(e)),))
+        loaded = self._load(index)
+        if isinstance(loaded, Item):
+            return loaded
         with torch.no_grad():
             feats = self.logmel(loaded.wave)  # (F, T)
         if self.cache is not None:
@@ -163,7 +199,12 @@ class SpeechDataset(Dataset):
         return Item(index, feats, loaded.notes)
 
     def __getitem__(self, index: int) -> Item:
-        item = self._features(index)
+        if self.wave_augment is not None:
+            speed = self.speed_of(self.epoch, index)
+            plan, g = self.wave_augment.plan(self.epoch, index, speed)
+            item = self._features(index) if plan.empty else self._augmented(index, plan, g)
+        else:
+            item = self._features(index)
         if item.feats is not None and self.augment is not None:
             with torch.no_grad():
                 item.feats = self.augment(item.feats, self.augment_generator(index))
@@ -253,6 +294,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batch_seconds: float | None = None,
         rank: int = 0,
         world_size: int = 1,
+        speed: Callable[[int, int], float] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
@@ -262,9 +304,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.rank, self.world_size = rank, world_size
         self.durations = np.asarray(durations, dtype=np.float64)
-        order = np.argsort(self.durations, kind="stable")
-        n_buckets = max(1, min(num_buckets, len(order) // max(batch_size, 1) or 1))
-        self.buckets = [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
+        self.num_buckets = num_buckets
+        self.speed = speed  # (epoch, index) -> speed factor: durations change every epoch
+        self.buckets = self._bucketize(self.durations)
         self.epoch = 0
         self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
         self._cache: tuple[int, list[list[int]]] | None = None
@@ -272,27 +314,42 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def _chunk(self, idx: list[int]) -> list[list[int]]:
+    def _bucketize(self, durations: np.ndarray) -> list[list[int]]:
+        order = np.argsort(durations, kind="stable")
+        n_buckets = max(1, min(self.num_buckets, len(order) // max(self.batch_size, 1) or 1))
+        return [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
+
+    def epoch_durations(self, epoch: int) -> np.ndarray:
+        """Each utterance's duration as `epoch` plays it (speed perturbation shortens or
+        lengthens it)."""
+        if self.speed is None:
+            return self.durations
+        factors = [self.speed(epoch, i) for i in range(len(self.durations))]
+        return self.durations / np.asarray(factors, dtype=np.float64)
+
+    def _chunk(self, idx: list[int], durations: np.ndarray) -> list[list[int]]:
         if self.batch_seconds is None:
             return [idx[j : j + self.batch_size] for j in range(0, len(idx), self.batch_size)]
         out: list[list[int]] = []
         batch: list[int] = []
         seconds = 0.0
         for i in idx:
-            if batch and seconds + self.durations[i] > self.batch_seconds:
+            if batch and seconds + durations[i] > self.batch_seconds:
                 out.append(batch)
                 batch, seconds = [], 0.0
             batch.append(i)
-            seconds += self.durations[i]
+            seconds += durations[i]
         return out + ([batch] if batch else [])
 
     def all_batches(self, epoch: int) -> list[list[int]]:
         """Every rank's batches of `epoch`, in order."""
         rng = np.random.default_rng([self.seed, epoch])
+        durations = self.epoch_durations(epoch)
+        buckets = self.buckets if self.speed is None else self._bucketize(durations)
         out: list[list[int]] = []
-        for bucket in self.buckets:
+        for bucket in buckets:
             idx = [int(i) for i in (rng.permutation(bucket) if self.shuffle else bucket)]
-            out += self._chunk(idx)
+            out += self._chunk(idx, durations)
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
         return out

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
+from asr.augment import WaveAugment, make_wave_augment
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import (
@@ -164,6 +165,7 @@ def make_loader(
     world_size: int = 1,
     cache: FeatureCache | None = None,
     pin_memory: bool = False,
+    wave_augment: WaveAugment | None = None,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A loader whose batches, and SpecAugment masks, depend only on (seed, epoch, position).
 
@@ -179,6 +181,10 @@ def make_loader(
     to the next, and are not forked again for every epoch and evaluation. `pin_memory` (for
     CUDA) lets the copies to the GPU run asynchronously.
     """
+    dataset = SpeechDataset(
+        utts, logmel, augment, seed, output_frames, cache=cache, wave_augment=wave_augment
+    )
+    speed = dataset.speed_of if wave_augment and wave_augment.cfg.speed_factors else None
     durations = [u.duration for u in utts]
     sampler = BucketBatchSampler(
         durations,
@@ -189,8 +195,8 @@ def make_loader(
         batch_seconds=batch_seconds,
         rank=rank,
         world_size=world_size,
+        speed=speed,
     )
-    dataset = SpeechDataset(utts, logmel, augment, seed, output_frames, cache=cache)
     return _loader(dataset, sampler, num_workers=num_workers, pin_memory=pin_memory), sampler
 
 
@@ -259,6 +265,9 @@ def make_training_data(
         cache=FeatureCache(int(d.feature_cache_mb * 2**20)) if d.feature_cache_mb else None,
         pin_memory=device.type == "cuda",
     )
+    wave_augment = make_wave_augment(
+        augment, d.sample_rate, seed=seed, train_audio=[u.audio_path for u in splits.utts["train"]]
+    )
     train_loader, train_sampler = make_loader(
         splits.utts["train"],
         logmel,
@@ -270,6 +279,7 @@ def make_training_data(
         batch_seconds=d.batch_seconds,
         rank=rank,  # each rank its own shard of the batches, all as many
         world_size=world_size,
+        wave_augment=wave_augment,
         **common,
     )
     eval_batch = d.eval_batch_size or d.batch_size
