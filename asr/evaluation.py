@@ -25,9 +25,8 @@ from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
 from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
-from asr.decoding import make_decoder
+from asr.decoding import make_run_decoder
 from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
-from asr.lm import cached_lm
 from asr.loop import pick_device
 from asr.metrics import cer, utterance_cer, wer
 from asr.model import DeepSpeech2, load_model, num_params
@@ -104,18 +103,12 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         source, manifest = cfg.manifest, Path(cfg.manifest).expanduser().resolve()
     else:
         source, manifest = f"{data.corpus}:{cfg.split}", split_manifest(state, data, cfg.split)
-    train_manifest = partial(split_manifest, state, data, "train")
-    decoder = make_decoder(  # before the model runs: a bad LM fails in a second
+    decoder = make_run_decoder(  # before the model runs: a bad LM fails in a second
         cfg.decode,
         vocab,
-        auto_lm=lambda order: cached_lm(
-            train_manifest(),
-            order=order,
-            language=data.language,
-            vocab=vocab,
-            cache_dir=cache_root(data),
-        ),
-        work_dir=cache_root(data) / "decode",
+        language=data.language,
+        train_manifest=partial(split_manifest, state, data, "train"),
+        cache_dir=cache_root(data),
     )
 
     model = load_model(state)

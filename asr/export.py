@@ -272,14 +272,10 @@ if __name__ == "__main__":
 def exported_for(ckpt: Path, cache_dir: Path) -> ExportedModel:
     """`runtime=onnx`: the checkpoint's ONNX export, made (and checked) on first use and kept
     in `cache_dir` under the checkpoint's content hash."""
-    import fcntl
-
-    from asr.decoding.emissions import file_digest
+    from asr.decoding.emissions import file_digest, file_lock
 
     out = Path(cache_dir) / f"{file_digest(ckpt)[:20]}.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sweep jobs: one exports, the rest wait
+    with file_lock(out):  # parallel sweep jobs: one exports, the rest wait
         if not sidecar_path(out).is_file():
             export(ckpt, "onnx", out)
     return load_exported(out)

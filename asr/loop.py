@@ -45,9 +45,8 @@ from asr import checkpoint, distributed
 from asr.data.dataset import Batch
 from asr.data.loader import default_num_workers, make_training_data
 from asr.data.manifest import manifest_digest
-from asr.decoding import make_decoder
+from asr.decoding import make_run_decoder
 from asr.inference import Transcripts, ctc_loss, transcribe_shards
-from asr.lm import cached_lm
 from asr.model import DeepSpeech2, num_params
 from asr.optim import build_optimizer, lr_at, progress, set_lr
 from asr.precision import configure_precision
@@ -214,18 +213,12 @@ class Trainer:
             print(f"data: {line.strip()}")
         self.train_loader, self.train_sampler = self.data.train_loader, self.data.train_sampler
         self.eval_loaders = self.data.eval_loaders
-        cache = Path(d.cache_dir).expanduser()
-        self.decoder = make_decoder(
+        self.decoder = make_run_decoder(
             cfg.decode,
             self.vocab,
-            auto_lm=lambda order: cached_lm(
-                self.data.manifests["train"],
-                order=order,
-                language=d.language,
-                vocab=self.vocab,
-                cache_dir=cache,
-            ),
-            work_dir=cache / "decode",
+            language=d.language,
+            train_manifest=lambda: self.data.manifests["train"],
+            cache_dir=Path(d.cache_dir).expanduser(),
         )
 
     def _build_model(self, state: dict[str, Any] | None) -> None:

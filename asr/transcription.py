@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,10 @@ from asr.data.audio import AudioError, read_audio
 from asr.data.checks import ProblemReport
 from asr.data.loader import make_logmel
 from asr.data.manifest import read_manifest
-from asr.decoding import Hypothesis, make_decoder
+from asr.decoding import Hypothesis, make_run_decoder
 from asr.decoding.words import words_of
 from asr.evaluation import cache_root, checkpoint_data, split_manifest
 from asr.features import LogMel
-from asr.lm import cached_lm
 from asr.loop import pick_device
 from asr.model import DeepSpeech2, load_model
 from asr.schema import ConfigError, TranscribeConfig
@@ -83,17 +83,12 @@ class Transcriber:
             from asr.export import exported_for  # needs the [export] extra
 
             self.acoustic = exported_for(ckpt, cache_root(data) / "export")
-        self.decoder = make_decoder(
+        self.decoder = make_run_decoder(
             cfg.decode,
             self.vocab,
-            auto_lm=lambda order: cached_lm(
-                split_manifest(state, data, "train"),
-                order=order,
-                language=data.language,
-                vocab=self.vocab,
-                cache_dir=cache_root(data),
-            ),
-            work_dir=cache_root(data) / "decode",
+            language=data.language,
+            train_manifest=partial(split_manifest, state, data, "train"),
+            cache_dir=cache_root(data),
         )
 
     @torch.inference_mode()

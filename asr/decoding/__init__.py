@@ -21,6 +21,7 @@ __all__ = [
     "Hypothesis",
     "greedy_decode",
     "make_decoder",
+    "make_run_decoder",
 ]
 
 
@@ -38,3 +39,23 @@ def make_decoder(
     from asr.decoding.beam import BeamDecoder  # needs the [decode] extra
 
     return BeamDecoder(cfg, vocab, auto_lm=auto_lm, work_dir=work_dir)
+
+
+def make_run_decoder(
+    cfg: DecodeConfig,
+    vocab: Vocabulary,
+    *,
+    language: str,
+    train_manifest: Callable[[], Path],
+    cache_dir: Path,
+) -> GreedyDecoder | BeamDecoder:
+    """`make_decoder` for a run's data: `lm=auto` is an n-gram of `train_manifest()`'s
+    transcripts, built once into `cache_dir/lm`; derived files go to `cache_dir/decode`."""
+    from asr.lm import cached_lm
+
+    def auto_lm(order: int) -> Path:
+        return cached_lm(
+            train_manifest(), order=order, language=language, vocab=vocab, cache_dir=cache_dir
+        )
+
+    return make_decoder(cfg, vocab, auto_lm=auto_lm, work_dir=cache_dir / "decode")

@@ -81,7 +81,8 @@ def emission_key(*, ckpt: Path, manifest: Path, features: dict[str, Any], runtim
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s `.lock` sibling (other processes wait)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -99,7 +100,7 @@ def cached_emissions(
     if cache_dir is None:
         return compute(), False
     path = Path(cache_dir) / f"{key}.pt"
-    with _locked(path):
+    with file_lock(path):
         if path.is_file():
             try:
                 return Emissions(**torch.load(path, weights_only=False)), True
