@@ -27,6 +27,7 @@ from asr.data.manifest import read_manifest
 from asr.data.synth import SynthSpec
 from asr.decoding import make_run_decoder
 from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
+from asr.features import FEATURE_KEYS
 from asr.loop import pick_device
 from asr.metrics import cer, utterance_cer, wer
 from asr.model import DeepSpeech2, load_model, num_params
@@ -135,9 +136,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         )
         return compute_emissions(acoustic, loader, device)
 
-    features = {
-        k: getattr(data, k) for k in ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
-    }
+    features = {k: getattr(data, k) for k in FEATURE_KEYS}
     key = emission_key(ckpt=ckpt_path, manifest=manifest, features=features, runtime=runtime)
     cache = cache_root(data) / "emissions" if cfg.cache_emissions else None
     emissions, cached = cached_emissions(key, cache, forward_pass)

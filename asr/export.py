@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from asr import checkpoint
+from asr.features import FEATURE_KEYS
 from asr.model import DeepSpeech2, conv_output_lengths, load_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
@@ -44,7 +45,6 @@ DEFAULT_OPSET, OPSETS = 17, range(9, 21)  # what torch's TorchScript-based expor
 TRACE_LENGTHS = (200, 157, 90)  # padded, several lengths: see the module docstring
 CHECK_LENGTHS = (311, 240, 64, 17)  # other lengths, another batch size, one very short
 TOLERANCE = 1e-4
-FEATURE_KEYS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length")
 INSTALL_HINT = 'pip install -e ".[export]"'
 
 
@@ -119,7 +119,7 @@ def build_meta(state: dict, ckpt: Path, model: DeepSpeech2, fmt: str, opset: int
         "outputs": list(OUTPUTS),
         "vocab": state["vocab"],  # {"symbols": [...], "blank": index}: Vocabulary.from_dict
         "n_class": model.cfg.n_class,
-        "features": {k: data[k] for k in FEATURE_KEYS},  # LogMel(**features)
+        "features": {k: data.get(k) for k in FEATURE_KEYS},  # LogMel(**features)
         "stem_conv": stem,
         "time_stride": stem["stride"],
         "seconds_per_frame": data["hop_length"] * stem["stride"] / data["sample_rate"],

@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from asr.schema import AugmentConfig, DataConfig
 
 LOG_EPS = 1e-6  # floor inside the log: silence maps to log(1e-6) instead of -inf
+# What LogMel(**features) takes: the feature settings a checkpoint's data config carries.
+FEATURE_KEYS = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "log_floor_db")
 STD_EPS = 1e-3  # guards constant (e.g. silent) input; real log-mel std is several nats
 
 
@@ -20,6 +22,11 @@ class LogMel(nn.Module):
     phonetic detail is numerically invisible. Log compression matches perceived loudness and
     makes the dynamic range learnable. Normalising each utterance to mean 0 / std 1 then removes
     recording gain, and makes 0.0 the natural "no information" value used by SpecAugment.
+
+    The floor inside the log decides how much gain it removes: the default absolute floor
+    (LOG_EPS) covers more of a quiet recording than of a loud one, so the features still
+    depend on the level; `log_floor_db` (dB below the utterance's peak) makes them independent
+    of it.
     """
 
     # The STFT settings default to the config schema's (DataConfig): one source of truth. A run
@@ -32,9 +39,11 @@ class LogMel(nn.Module):
         n_fft: int = DataConfig.n_fft,
         win_length: int = DataConfig.win_length,
         hop_length: int = DataConfig.hop_length,
+        log_floor_db: float | None = DataConfig.log_floor_db,
     ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
+        self.log_floor_db = log_floor_db
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.mel = torchaudio.transforms.MelSpectrogram(
@@ -60,7 +69,14 @@ class LogMel(nn.Module):
         shortest = self.mel.n_fft // 2 + 1  # the STFT's reflect padding needs more than n_fft/2
         if n < shortest:  # a very short clip: pad with silence, keep the frames it has
             wave = torch.nn.functional.pad(wave, (0, shortest - n))
-        x = torch.log(self.mel(wave) + LOG_EPS)[..., : self.num_frames(n)]  # (..., n_mels, T)
+        power = self.mel(wave)[..., : self.num_frames(n)]  # (..., n_mels, T)
+        if self.log_floor_db is None:
+            x = torch.log(power + LOG_EPS)  # absolute: how much sits on it depends on the level
+        else:  # relative to the peak: a gain shifts every value alike, and normalising undoes it
+            peak = power.amax(dim=(-2, -1), keepdim=True)
+            x = torch.log(
+                torch.maximum(power, (peak * 10 ** (-self.log_floor_db / 10)).clamp_min(1e-30))
+            )
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True)
         return (x - mean) / std.clamp_min(STD_EPS)

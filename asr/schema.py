@@ -82,6 +82,10 @@ class DataConfig:
     n_fft: int = 1024  # zero-padded 25 ms window; 400 or 512 leave low mel filters empty
     win_length: int = 400  # 25 ms
     hop_length: int = 160
+    # The log-mel's floor. null: an absolute floor, log(power + 1e-6), which makes the features
+    # depend on the recording level. A number: that many dB below the utterance's peak mel
+    # power, which makes them level-independent.
+    log_floor_db: float | None = None
     batch_size: int = 16  # utterances per batch, as in the seed; what sweeps vary
     # Seconds of audio per batch instead (lhotse-style): batches of short utterances hold
     # more of them, so each step does similar work. null: batch_size utterances.
@@ -122,6 +126,10 @@ class DataConfig:
         _check(self.sample_rate >= 1000, f"sample_rate must be >= 1000 (got {self.sample_rate})")
         _check(self.n_mels >= 1, f"n_mels must be >= 1 (got {self.n_mels})")
         _check(self.hop_length >= 1, f"hop_length must be >= 1 (got {self.hop_length})")
+        _check(
+            self.log_floor_db is None or self.log_floor_db > 0,
+            f"log_floor_db must be > 0 dB below the peak, or null (got {self.log_floor_db})",
+        )
         _check(self.n_fft >= self.win_length, f"n_fft must be >= win_length (got {self.n_fft})")
         _check(
             self.win_length >= self.hop_length,

@@ -41,6 +41,7 @@ def make_logmel(d: DataConfig) -> LogMel:
         n_fft=d.n_fft,
         win_length=d.win_length,
         hop_length=d.hop_length,
+        log_floor_db=d.log_floor_db,
     )
 
 
