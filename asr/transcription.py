@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def transcribe_files(cfg: TranscribeConfig) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     done, audio_seconds, start = 0, 0.0, time.perf_counter()
     with open(out, "w", encoding="utf-8") as f:
-        for path in _progress(files, cfg.progress):
+        for path in tqdm(files, desc="transcribe", unit="file", disable=not cfg.progress):
             try:
                 line = transcriber(path)
             except AudioError as e:
@@ -163,7 +163,3 @@ def transcribe_files(cfg: TranscribeConfig) -> dict[str, Any]:
         f"{rtf:.4f}) into {out}; skipped: {report.summary()}"
     )
     return {"files": len(files), "transcribed": done, "skipped": report.skipped, "rtf": rtf}
-
-
-def _progress(files: list[Path], enabled: bool) -> Iterator[Path]:
-    yield from tqdm(files, desc="transcribe", unit="file", disable=not enabled)

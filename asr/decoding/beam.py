@@ -122,7 +122,7 @@ class BeamDecoder:
         s = cfg.settings()
         self.vocab, self.settings = vocab, s
         self.lm_path = resolve_lm(s["lm"], auto_lm, s["lm_order"])
-        self.lexicon_path, self.dropped_words = self._lexicon(s["lexicon"], work_dir)
+        self.lexicon_path = self._lexicon(s["lexicon"], work_dir)
         try:
             with quiet_native_output():  # KenLM draws a progress bar on stdout per load
                 self._decoder = ctc_decoder(
@@ -148,21 +148,21 @@ class BeamDecoder:
                 "binary, e.g. from python -m asr.lm build"
             ) from None
 
-    def _lexicon(self, lexicon: str, work_dir: Path) -> tuple[Path | None, int]:
+    def _lexicon(self, lexicon: str, work_dir: Path) -> Path | None:
         if lexicon == "none":
-            return None, 0
+            return None
         if lexicon != "auto":
             path = Path(lexicon).expanduser()
             if not path.is_file():
                 raise ConfigError(f"decode.lexicon: no such file {path}")
-            return path, 0
+            return path
         assert self.lm_path is not None  # DecodeConfig refuses lexicon=auto without an LM
         if not is_arpa(self.lm_path):
             raise ConfigError(
                 f"decode.lexicon=auto reads the words of an ARPA LM, and {self.lm_path} is not "
                 "one (a KenLM binary?): give decode.lexicon=<file>"
             )
-        return write_lexicon(arpa_words(self.lm_path), self.vocab, work_dir)
+        return write_lexicon(arpa_words(self.lm_path), self.vocab, work_dir)[0]
 
     def __call__(self, log_probs: torch.Tensor) -> list[Hypothesis]:
         """(T, C) log-probs of one utterance's real frames -> its n-best, best first."""
