@@ -19,9 +19,10 @@ install: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py model=ds2_small optim.lr=1.5e-3 trainer.max_minutes=9 $(ARGS)
 
-# The whole suite, slow tests included (what .ci/run calls), after the linter.
+# The whole suite, slow tests included (what .ci/run calls), after the linter and the formatter.
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -436,6 +436,8 @@ class Trainer:
                     "train/lr": lr,
                     "train/audio_seconds_per_second": speed,
                     "train/grad_norm": reading.last_grad_norm,
+                    "train/audio_hours": self.counters.train_audio_seconds / 3600,
+                    "time/minutes": self.elapsed() / 60,
                     "epoch": self.counters.epoch,
                 },
                 step=self.counters.step,
@@ -469,8 +471,16 @@ class Trainer:
             self.ddp,
             decoder=self.decoder,
         )
+        seen = c.train_audio_seconds + self.tally.unread_audio_seconds()
         self.tracker.log(
-            {"dev/cer": dev.cer, "dev/wer": dev.wer, "dev/loss": dev.loss, "epoch": c.epoch},
+            {
+                "dev/cer": dev.cer,
+                "dev/wer": dev.wer,
+                "dev/loss": dev.loss,
+                "train/audio_hours": seen / 3600,  # so sweeps compare curves by audio seen
+                "time/minutes": self.elapsed() / 60,
+                "epoch": c.epoch,
+            },
             step=c.step,
         )
         rows = [[u.utt_id, u.text, h] for u, h in zip(dev.utts, dev.hypotheses, strict=True)]

@@ -130,6 +130,11 @@ class DeviceTally:
         s[self.LAST_NORM] = result.grad_norm.double()
         s[self.AUDIO] += result.audio_seconds
 
+    def unread_audio_seconds(self) -> float:
+        """Audio trained on since the last reading, leaving the sums as they are (a host sync:
+        for moments that sync anyway, such as an evaluation)."""
+        return float(self.sums[self.AUDIO])
+
     def read(self) -> TallyReading:
         """The sums since the last reading (one host sync), then start the next ones."""
         v = self.sums.tolist()

@@ -1,8 +1,12 @@
 import csv
 import json
+import re
 from pathlib import Path
 
+import pytest
+
 from asr.report import load_jobs, make_report, swept_keys
+from asr.report.plots import FAILED_COLOR, frontier, learning_curves, parallel_coordinates, pareto
 
 
 def fake_job(sweep: Path, overrides: dict[str, str], cer: float | None, status: str = "ok") -> None:
@@ -22,8 +26,18 @@ def fake_job(sweep: Path, overrides: dict[str, str], cer: float | None, status: 
     if status == "failed":
         summary["error"] = "ConfigError: model.n_rnn must be >= 1 (got 0)"
     (job / "summary.json").write_text(json.dumps(summary))
-    lines = [{"step": s, "dev/cer": (cer or 1.0) + 1 / s} for s in (10, 20, 30)] if cer else []
-    (job / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    batch = int(overrides.get("data.batch_size", 8))
+    lines = [  # a job with twice the batch sees twice the audio per step
+        {
+            "step": s,
+            "time": 1000.0 + 3 * s,
+            "dev/cer": (cer or 1.0) + 1 / s,
+            "train/audio_hours": s * batch * 2.0 / 3600,
+            "time/minutes": s / 20,
+        }
+        for s in (10, 20, 30)
+    ]
+    (job / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines if cer))
 
 
 def test_report_table_plots_and_summary(tmp_path):
@@ -55,10 +69,74 @@ def test_report_table_plots_and_summary(tmp_path):
     assert plots == [
         "cer_vs_model_n_cnn.png",
         "cer_vs_model_n_rnn.png",
-        "cer_vs_params.png",
         "learning_curves.png",
+        "parallel_coordinates.png",
+        "pareto.png",
     ]
     assert all((tmp_path / "plots" / p).stat().st_size > 5000 for p in plots)
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('<img alt="') == len(plots)  # every plot, embedded: the page stands alone
+    assert page.count("data:image/png;base64,") == len(plots)
+    assert not re.search(r"(src|href)=\"(https?:|/|plots/)", page)  # nothing to fetch
+    assert page.count("<tr class=") == 9
+    assert '<tr class="failed">' in page and "model.n_cnn-1__model.n_rnn-0__seed-1" in page
+
+
+def _sweep(tmp_path: Path) -> list:
+    """Two batch sizes, one job failed before its first evaluation, one interrupted."""
+    fake_job(tmp_path, {"data.batch_size": 8, "model.n_rnn": 1}, 0.30)
+    fake_job(tmp_path, {"data.batch_size": 16, "model.n_rnn": 1}, 0.25)
+    fake_job(tmp_path, {"data.batch_size": 16, "model.n_rnn": 3}, 0.40, status="interrupted")
+    fake_job(tmp_path, {"data.batch_size": 8, "model.n_rnn": 3}, None, status="failed")
+    return load_jobs(tmp_path)
+
+
+def test_learning_curves_compare_jobs_by_audio_hours_and_minutes(tmp_path):
+    jobs = _sweep(tmp_path)
+    fig = learning_curves(jobs, swept_keys(jobs))
+    by_step, by_audio, by_clock = fig.axes[:3]
+    assert by_audio.get_xlabel() == "training audio (hours)"
+    assert by_clock.get_xlabel() == "wall clock (minutes)"
+    line = {ln.get_label(): ln for ln in by_audio.get_lines()}
+    small, big = line["data.batch_size=8, model.n_rnn=1"], line["data.batch_size=16, model.n_rnn=1"]
+    # the same steps, but the batch of 16 has seen twice the audio at each of them
+    assert list(by_step.get_lines()[0].get_xdata()) == [10, 20, 30]
+    assert list(big.get_xdata()) == pytest.approx([2 * x for x in small.get_xdata()])
+    assert list(small.get_xdata()) == pytest.approx([s * 16 / 3600 for s in (10, 20, 30)])
+
+
+def test_failed_and_interrupted_jobs_stay_visible_in_every_view(tmp_path):
+    jobs = _sweep(tmp_path)
+    keys = swept_keys(jobs)
+    failed, interrupted = "data.batch_size=8, model.n_rnn=3", "data.batch_size=16, model.n_rnn=3"
+
+    fig = learning_curves(jobs, keys)
+    for ax in fig.axes[:3]:
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert lines[f"{failed} (failed)"].get_color() == FAILED_COLOR  # in the legend
+        assert lines[f"{interrupted} (interrupted)"].get_linestyle() == "--"
+
+    fig = parallel_coordinates(jobs, keys)
+    red = [ln for ln in fig.axes[0].get_lines() if ln.get_color() == FAILED_COLOR]
+    assert len(red) == 1 and red[0].get_ydata()[-1] > 1  # ends on the "failed" tick
+    assert "failed" in [t.get_text() for t in fig.axes[0].texts]
+
+    fig = pareto(jobs, keys)
+    for ax in fig.axes[:2]:
+        crosses = [
+            c for c in ax.collections if len(c.get_offsets()) and c.get_label() != "frontier"
+        ]
+        assert len(crosses) == 4  # three jobs with a CER and the failed one on the top line
+        assert "failed" in [t.get_text() for t in ax.texts]
+
+
+def test_frontier_keeps_only_jobs_no_other_job_beats_on_both():
+    # (throughput, CER): higher throughput is better
+    points = [(10.0, 0.30), (20.0, 0.25), (15.0, 0.40), (20.0, 0.26), (5.0, 0.20)]
+    assert frontier(points, higher_x_is_better=True) == [4, 1]
+    # (parameters, CER): fewer parameters are better
+    assert frontier(points, higher_x_is_better=False) == [4]
 
 
 def test_report_of_an_empty_dir_says_so(tmp_path):

@@ -4,10 +4,10 @@
     python -m asr.report multirun/eval/<date>/<time>    # a decoder-tuning sweep (evaluate.py)
 
 Reads only files (each job's `summary.json`, `metrics.jsonl`), never the model, so it is fast
-and works on results copied from another machine. Writes into the sweep directory:
-`report.md`, `report.csv` (one row per job, sorted by dev CER), and `plots/*.png`: dev CER
-against each swept key (one line per combination of the other keys, mean ± std over seeds),
-dev CER against the parameter count, and the learning curves of all jobs.
+and works on results copied from another machine. Writes into the sweep directory
+`report.csv` (one row per job, sorted by dev CER), `report.md`, `plots/*.png` (see
+`asr.report.plots`) and `report.html`, one self-contained page with the table and the plots
+that opens offline in any browser.
 """
 
 from __future__ import annotations
@@ -35,17 +35,31 @@ COLUMNS = (
 REPEAT_KEYS = ("seed",)  # swept keys that repeat a configuration instead of changing it
 
 
+@dataclass(frozen=True)
+class CurvePoint:
+    """One dev evaluation, on the three axes a learning curve can be drawn against."""
+
+    step: int
+    cer: float
+    minutes: float  # wall clock since the run started, evaluations included
+    audio_hours: float | None  # training audio seen; None in runs that did not log it
+
+
 @dataclass
 class Job:
     name: str
     path: Path
     overrides: dict[str, str]
     summary: dict[str, Any]
-    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, dev CER)
+    curve: list[CurvePoint] = field(default_factory=list)  # one per dev evaluation
 
     def label(self, keys: list[str]) -> str:
         """The job by its swept values only: short enough for a legend."""
         return ", ".join(f"{k}={self.overrides.get(k, '')}" for k in keys) or self.name
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", "unknown"))
 
     @property
     def cer(self) -> float | None:
@@ -72,19 +86,29 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         except (OSError, ValueError):
             continue  # a job that is writing right now; the next report will have it
         path = summary_path.parent
-        curve = []
-        metrics = path / "metrics.jsonl"
-        if metrics.is_file():
-            for line in metrics.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash
-                if "dev/cer" in row:
-                    curve.append((int(row["step"]), float(row["dev/cer"])))
         overrides = parse_overrides(summary.get("overrides") or [])
-        jobs.append(Job(path.name, path, overrides, summary, curve))
+        jobs.append(Job(path.name, path, overrides, summary, read_curve(path / "metrics.jsonl")))
     return jobs
+
+
+def read_curve(metrics: Path) -> list[CurvePoint]:
+    """The dev evaluations in a job's metrics.jsonl. Runs that predate `time/minutes` get it
+    from the rows' timestamps, which also count any time a resumed run spent stopped."""
+    curve: list[CurvePoint] = []
+    if not metrics.is_file():
+        return curve
+    started = None
+    for line in metrics.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash
+        started = row.get("time", 0.0) if started is None else started
+        if "dev/cer" in row:
+            minutes = row.get("time/minutes", (row.get("time", started) - started) / 60)
+            hours = row.get("train/audio_hours")
+            curve.append(CurvePoint(int(row["step"]), float(row["dev/cer"]), minutes, hours))
+    return curve
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -108,7 +132,9 @@ def _sort_key(job: Job) -> tuple[float, str]:
     return (job.cer if job.cer is not None else math.inf, job.name)
 
 
-def write_tables(jobs: list[Job], keys: list[str], out_dir: Path) -> list[list[str]]:
+def write_tables(
+    jobs: list[Job], keys: list[str], out_dir: Path
+) -> tuple[list[str], list[list[str]]]:
     header = [*keys, *COLUMNS, "job"]
     rows = []
     for job in sorted(jobs, key=_sort_key):
@@ -128,15 +154,12 @@ def write_tables(jobs: list[Job], keys: list[str], out_dir: Path) -> list[list[s
     if repeats:
         lines += ["", f"## Mean ± std over {', '.join(repeats)}", ""]
         lines += _aggregate_lines(jobs, [k for k in keys if k not in REPEAT_KEYS])
-    lines += [
-        "",
-        *(f"![{p.stem}](plots/{p.name})" for p in sorted((out_dir / "plots").glob("*.png"))),
-    ]
+    lines += ["", *(f"![{p.stem}](plots/{p.name})" for p in ordered_plots(out_dir / "plots"))]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
-    return rows
+    return header, rows
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -157,94 +180,27 @@ def _aggregate_lines(jobs: list[Job], keys: list[str]) -> list[str]:
             j.summary["test_cer"] for j in group if isinstance(j.summary.get("test_cer"), float)
         ]
         if cers:
-            stats.append((_mean_std(cers), values, len(cers), _mean_std(tests) if tests else None))
+            stats.append((mean_std(cers), values, len(cers), mean_std(tests) if tests else None))
     for (m, s), values, n, test in sorted(stats):
         test_cell = f"{test[0]:.4f} ± {test[1]:.4f}" if test else ""
         lines.append("| " + " | ".join([*values, str(n), f"{m:.4f} ± {s:.4f}", test_cell]) + " |")
     return lines
 
 
-def _as_number(value: str) -> float | None:
+def as_number(value: str) -> float | None:
     try:
         return float(value)
     except ValueError:
         return None
 
 
-def write_plots(jobs: list[Job], keys: list[str], plot_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plot_dir.mkdir(exist_ok=True)
-    done = [j for j in jobs if j.cer is not None]
-    paths = []
-    config_keys = [k for k in keys if k not in REPEAT_KEYS]
-    for key in config_keys:
-        others = [k for k in config_keys if k != key]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for line_values, group in sorted(aggregate(done, others).items()):
-            points = []
-            for x, jobs_at_x in aggregate(group, [key]).items():
-                m, s = _mean_std([j.cer for j in jobs_at_x])
-                points.append((x[0], m, s))
-            numeric = all(_as_number(p[0]) is not None for p in points)
-            points.sort(key=lambda p: _as_number(p[0]) if numeric else p[0])
-            xs = [_as_number(p[0]) if numeric else p[0] for p in points]
-            label = ", ".join(f"{k}={v}" for k, v in zip(others, line_values, strict=True))
-            ax.errorbar(
-                xs,
-                [p[1] for p in points],
-                yerr=[p[2] for p in points],
-                marker="o",
-                capsize=3,
-                label=label or None,
-            )
-        values = {_as_number(j.overrides.get(key, "")) for j in done}
-        if None not in values and len(values) <= 12:
-            ax.set_xticks(sorted(values))  # the swept values themselves, not 1.25, 1.5, ...
-        ax.set_xlabel(key)
-        ax.set_ylabel("best dev CER")
-        ax.set_title(f"dev CER vs {key}")
-        ax.grid(alpha=0.3)
-        if others:
-            ax.legend(fontsize=8)
-        paths.append(_save(fig, plot_dir / f"cer_vs_{key.replace('.', '_')}.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for job in done:
-        if isinstance(job.summary.get("n_params"), int):
-            ax.scatter(job.summary["n_params"], job.cer)
-            ax.annotate(job.label(keys), (job.summary["n_params"], job.cer), fontsize=6, alpha=0.7)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("best dev CER")
-    ax.set_title("dev CER vs model size")
-    ax.grid(alpha=0.3)
-    paths.append(_save(fig, plot_dir / "cer_vs_params.png"))
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for job in jobs:
-        if job.curve:
-            ax.plot(*zip(*job.curve, strict=True), marker=".", label=job.label(keys))
-    ax.set_xlabel("step")
-    ax.set_ylabel("dev CER")
-    ax.set_title("learning curves")
-    ax.grid(alpha=0.3)
-    if 0 < sum(bool(j.curve) for j in jobs) <= 16:
-        ax.legend(fontsize=6)
-    paths.append(_save(fig, plot_dir / "learning_curves.png"))
-    return paths
+PLOT_ORDER = ("parallel_coordinates", "pareto", "learning_curves")  # then cer_vs_<key>
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def ordered_plots(plot_dir: Path) -> list[Path]:
+    """The plots the most telling first: the overview, the trade-offs, then the details."""
+    rank = {name: i for i, name in enumerate(PLOT_ORDER)}
+    return sorted(plot_dir.glob("*.png"), key=lambda p: (rank.get(p.stem, len(rank)), p.name))
 
 
 def make_report(sweep_dir: str | Path, plots: bool = True, jobs: list[Job] | None = None) -> str:
@@ -259,10 +215,14 @@ def make_report(sweep_dir: str | Path, plots: bool = True, jobs: list[Job] | Non
     jobs = load_jobs(sweep_dir) if jobs is None else jobs
     if not jobs:
         return f"no jobs with a summary.json under {sweep_dir}"
+    from asr.report.html import write_html  # here, not at the top: they import this module
+    from asr.report.plots import write_plots
+
     keys = swept_keys(jobs)
     if plots:
         write_plots(jobs, keys, sweep_dir / "plots")
-    write_tables(jobs, keys, sweep_dir)
+    header, rows = write_tables(jobs, keys, sweep_dir)
+    write_html(sweep_dir, header, rows, ordered_plots(sweep_dir / "plots"))
     statuses = defaultdict(int)
     for job in jobs:
         statuses[job.summary.get("status", "unknown")] += 1
@@ -276,7 +236,7 @@ def make_report(sweep_dir: str | Path, plots: bool = True, jobs: list[Job] | Non
     for job in jobs:
         if job.summary.get("status") == "failed":
             lines.append(f"failed: {job.name}: {job.summary.get('error')}")
-    lines.append(f"report: {sweep_dir / 'report.md'}")
+    lines.append(f"report: {sweep_dir / 'report.html'} (and report.md)")
     return "\n".join(lines)
 
 
@@ -290,7 +250,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(make_report(args.sweep_dir, plots=not args.no_plots))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from asr.report import main
+
+sys.exit(main())
