@@ -205,6 +205,7 @@ def rtf(a, plan: Plan, m: Manifests, work: Path, ckpts: dict[str, Path], batch: 
 def machine(device: torch.device) -> dict:
     info = {
         "device": str(device),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
