@@ -150,7 +150,7 @@ class WaveAugment:
     def speed_factor(self, epoch: int, index: int) -> float:
         """The utterance's drawn speed factor this epoch (1.0 when speed perturbation is off)."""
         factors = self.cfg.speed_factors
-        if not factors:
+        if not factors or epoch < self.cfg.start_epoch:
             return 1.0
         g = utterance_generator(self.seed, epoch, index, stream=1)
         return float(factors[int(torch.randint(len(factors), (), generator=g))])
@@ -159,6 +159,8 @@ class WaveAugment:
         """Draw what the utterance gets, and the generator its noise will be drawn from."""
         c = self.cfg
         g = utterance_generator(self.seed, epoch, index, stream=2)
+        if epoch < c.start_epoch:
+            return Plan(speed), g
         rir = noise = gain_db = None
         snr_db = 0.0
         if _happens(g, c.reverb_prob):

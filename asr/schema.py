@@ -197,6 +197,10 @@ class AugmentConfig:
     time_masks: int = 2
     time_width: int = 35
     time_width_ratio: float = 0.1  # a time mask never covers more than this share of frames
+    # The first epoch with waveform augmentations: the epochs before it train on clean audio
+    # (and cached features) while the model leaves CTC's blank plateau. SpecAugment is on from
+    # the start either way.
+    start_epoch: int = 0
     # Speed perturbation: one factor drawn per utterance and epoch ([]: off)
     speed_factors: list[float] = field(default_factory=list)
     # Reverberation: an impulse response of a generated room ("room": pyroomacoustics),
@@ -227,6 +231,7 @@ class AugmentConfig:
             0 <= self.time_width_ratio <= 1,
             f"time_width_ratio must be in [0, 1] (got {self.time_width_ratio})",
         )
+        _check(self.start_epoch >= 0, f"start_epoch must be >= 0 (got {self.start_epoch})")
         for key in ("reverb_prob", "noise_prob", "gain_prob", "telephone_prob"):
             value = getattr(self, key)
             _check(0 <= value <= 1, f"{key} must be in [0, 1] (got {value})")

@@ -146,6 +146,12 @@ def print_table(results: dict) -> None:
         for name, s in lv.items():
             print(f"  {name:40s} {fmt(s['median'])}  {fmt(ratio(s['median'], ref))}x"
                   f"  peak {s['peak_pss_mib']:.0f} MiB")  # fmt: skip
+    aug = results.get("augment")
+    if aug:
+        ref = aug["specaugment (the default)"]["median"]
+        print("\naugment presets at the quick start's size (audio s/s, median; ratio to default):")
+        for name, s in aug.items():
+            print(f"  {name:40s} {fmt(s['median'])}  {fmt(ratio(s['median'], ref))}x")
     print_targets(results["targets"], "ratio")
 
 

@@ -149,6 +149,20 @@ def cpu_section(res: dict) -> list[str]:
                          num(s["peak_pss_mib"], 0)))  # fmt: skip
         lines += table(("variant", "change", "audio s/s", "round medians", "× all levers",
                         "PSS MiB"), rows)  # fmt: skip
+    if aug := res.get("augment"):
+        ref, rows = aug["specaugment (the default)"]["median"], []
+        quick_start = size(res["plan"]["race_size"])
+        lines += [f"Each `augment` preset at the quick start's size ({quick_start}), on a "
+                  "subset of the training set one window long, after a first epoch that "
+                  "fills the feature cache: audio seconds per second, median of every round's "
+                  "windows, then each round's median.", ""]  # fmt: skip
+        for name, s in aug.items():
+            over = " ".join(f"`{o}`" for o in s.get("overrides", []))
+            rounds = ", ".join(num(x) for x in s["round_medians"])
+            rows.append((name, over, num(s["median"]), rounds,
+                         times(ratio(s["median"], ref)), num(s["peak_pss_mib"], 0)))  # fmt: skip
+        lines += table(("preset", "overrides", "audio s/s", "round medians", "× specaugment",
+                        "PSS MiB"), rows)  # fmt: skip
     return lines
 
 

@@ -49,6 +49,7 @@ from bench.sides import (  # noqa: E402
     mean_duration,
     train_baseline,
     train_product,
+    write_tiny_manifest,
 )
 
 
@@ -81,6 +82,17 @@ LEVERS = {
     "AdamW per-tensor loop (not fused)": ["optim.fused=false"],
     "batches by seconds (same mean audio)": ["data.batch_seconds={batch_seconds}"],
     "libgomp's default spin (300000)": ["GOMP_SPINCOUNT=300000"],
+}
+
+
+# The augment group's presets at the quick start's size, and robust's augmentation moved into a
+# DataLoader worker (on the CPU none by default: a worker competes with the model for the cores).
+AUGMENT_VARIANTS = {
+    "specaugment (the default)": ["augment=specaugment"],
+    "none": ["augment=none"],
+    "speed": ["augment=speed"],
+    "robust": ["augment=robust"],
+    "robust, one DataLoader worker": ["augment=robust", "data.num_workers=1"],
 }
 
 
@@ -153,6 +165,34 @@ def levers(a, plan: Plan, m: Manifests, work: Path, precision: str, scale: int) 
     return {name: {**report.run_stats(r), "overrides": variants[name]} for name, r in runs.items()}
 
 
+def augment(a, plan: Plan, m: Manifests, work: Path, precision: str, scale: int) -> dict:
+    """Training throughput of each augment preset at the quick start's size, interleaved.
+
+    An epoch of `window_steps` batches (a subset of the training set), so the first window,
+    which fills the feature cache for every preset, is the warm-up and the timed windows see
+    what later epochs cost: cached features for the utterances an epoch leaves unaugmented,
+    the audio read, augmented and transformed again for the others."""
+    size, k = plan.race_size, plan.window_steps * scale
+    subset = write_tiny_manifest(m.train, work / "augment-train.jsonl", k * size.batch_size)
+    small = dataclasses.replace(m, train=subset)
+    runs: dict[str, list[Run]] = {name: [] for name in AUGMENT_VARIANTS}
+    for r in range(plan.rounds):
+        names = list(AUGMENT_VARIANTS) if r % 2 == 0 else list(reversed(AUGMENT_VARIANTS))
+        for i, name in enumerate(names):
+            out = work / f"augment-{r}-{i}"
+            overrides = ["data.num_buckets=1", *AUGMENT_VARIANTS[name]]  # one bucket: k batches
+            run = train_product(small, size, out, k, 1, steps=k * (1 + plan.windows),
+                                precision=precision, overrides=overrides)  # fmt: skip
+            for ckpt in out.glob("*.pt"):
+                ckpt.unlink()
+            runs[name].append(run)
+            report.progress(f"augment round {r + 1}/{plan.rounds} {name}", run)
+    return {
+        name: {**report.run_stats(r), "overrides": AUGMENT_VARIANTS[name]}
+        for name, r in runs.items()
+    }
+
+
 def race(a, plan: Plan, m: Manifests, work: Path, precision: str) -> tuple[dict, dict[str, Path]]:
     """The same wall-clock budget per side with the small model; the best dev CER reached."""
     minutes = a.race_minutes or plan.race_minutes
@@ -223,7 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="a few minutes in all")
     mode.add_argument("--smoke", action="store_true", help="plumbing only (tiny model)")
     p.add_argument("--phases", default="throughput,race,rtf", help="any of: " + ",".join(
-        ("throughput", "race", "rtf", "levers")))  # fmt: skip
+        ("throughput", "race", "rtf", "levers", "augment")))  # fmt: skip
     p.add_argument("--manifests-dir", help="a folder with train/dev/test.jsonl (else synth_es)")
     p.add_argument("--cache-dir", help="where synth_es is cached (default: as train.py)")
     p.add_argument("--language", default="es")
@@ -280,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["throughput"] = throughput(a, plan, m, work, precision, scale)
     if "levers" in a.phases:
         results["levers"] = levers(a, plan, m, work, precision, scale)
+    if "augment" in a.phases:
+        results["augment"] = augment(a, plan, m, work, precision, scale)
     if "race" in a.phases:
         results["race"], ckpts = race(a, plan, m, work, precision)
         if "rtf" in a.phases:

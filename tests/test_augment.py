@@ -3,6 +3,7 @@ signal, speed perturbation as the sampler and the CTC filter see it, and exact r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -83,6 +84,18 @@ def test_each_augmentation_is_deterministic_in_seed_epoch_and_utterance(utts) ->
             aug.apply(wave, *aug.plan(e, i, aug.speed_factor(e, i))) for e, i in ((4, 1), (3, 2))
         ]
         assert any(o.shape != wave.shape or not torch.equal(o, results[0]) for o in others), field
+
+
+def test_waveform_augmentations_wait_for_start_epoch(utts) -> None:
+    late = augmenter(utts, dataclasses.replace(ROBUST, start_epoch=2))
+    early = augmenter(utts)
+    for i in range(len(utts)):
+        for epoch in (0, 1):
+            speed = late.speed_factor(epoch, i)
+            assert speed == 1.0 and late.plan(epoch, i, speed)[0].empty
+        for epoch in (2, 3):  # then the same draws as a run that augments from the start
+            assert late.speed_factor(epoch, i) == early.speed_factor(epoch, i)
+            assert late.plan(epoch, i, 1.0)[0] == early.plan(epoch, i, 1.0)[0]
 
 
 def test_the_dataset_gives_the_same_item_in_any_process_and_the_cache_does_not_leak(utts) -> None:
