@@ -7,6 +7,7 @@ import pytest
 
 from asr.report import load_jobs, make_report, swept_keys
 from asr.report.plots import FAILED_COLOR, frontier, learning_curves, parallel_coordinates, pareto
+from asr.report.screenshot import find_browser, screenshot
 
 
 def fake_job(sweep: Path, overrides: dict[str, str], cer: float | None, status: str = "ok") -> None:
@@ -141,3 +142,21 @@ def test_frontier_keeps_only_jobs_no_other_job_beats_on_both():
 
 def test_report_of_an_empty_dir_says_so(tmp_path):
     assert "no jobs" in make_report(tmp_path)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install chromium)")
+def test_report_html_renders_in_headless_chromium(tmp_path):
+    import matplotlib.image
+
+    _sweep(tmp_path)
+    make_report(tmp_path)
+    png = screenshot(tmp_path / "report.html", tmp_path / "report.png", width=1200)
+    pixels = matplotlib.image.imread(png)[..., :3]  # (H, W, 3) in [0, 1]
+    height, width, _ = pixels.shape
+    assert width == 1200 and height > 2000  # the window grew with the page
+    ink = (pixels < 0.5).any(axis=2).mean(axis=1)  # the share of dark pixels in each row
+    table, plots = ink[: height // 10], ink[height // 10 :]
+    assert table.max() > 0.2  # the table's borders and text were drawn
+    assert (plots > 0.002).sum() > height // 3  # and the plots' axes, lines and text below it
+    red = (pixels[..., 0] > 0.95) & (pixels[..., 1] < 0.95) & (pixels[..., 2] < 0.95)
+    assert red[: height // 10].any()  # the failed job's row is tinted
