@@ -37,9 +37,12 @@ from asr.tracking import Tracker
 
 
 def checkpoint_data(state: dict[str, Any]) -> DataConfig:
+    """The checkpoint's data settings. One saved before `log_floor_db` existed was trained on
+    the absolute floor (null), whatever the default is now."""
     saved = state["config"]["data"]
     return DataConfig(
         **{
+            "log_floor_db": None,
             **saved,
             "synth": SynthSpec(**saved["synth"]),
             "recipe": RecipeSpec(**saved.get("recipe", {})),

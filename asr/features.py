@@ -23,10 +23,10 @@ class LogMel(nn.Module):
     makes the dynamic range learnable. Normalising each utterance to mean 0 / std 1 then removes
     recording gain, and makes 0.0 the natural "no information" value used by SpecAugment.
 
-    The floor inside the log decides how much gain it removes: the default absolute floor
-    (LOG_EPS) covers more of a quiet recording than of a loud one, so the features still
-    depend on the level; `log_floor_db` (dB below the utterance's peak) makes them independent
-    of it.
+    The floor inside the log decides how much gain it removes: `log_floor_db` (dB below the
+    utterance's peak, the default) makes the features independent of the level; the absolute
+    floor of older checkpoints (None: LOG_EPS) covers more of a quiet recording than of a loud
+    one, so their features still depend on it.
     """
 
     # The STFT settings default to the config schema's (DataConfig): one source of truth. A run
@@ -72,11 +72,10 @@ class LogMel(nn.Module):
         power = self.mel(wave)[..., : self.num_frames(n)]  # (..., n_mels, T)
         if self.log_floor_db is None:
             x = torch.log(power + LOG_EPS)  # absolute: how much sits on it depends on the level
-        else:  # relative to the peak: a gain shifts every value alike, and normalising undoes it
-            peak = power.amax(dim=(-2, -1), keepdim=True)
-            x = torch.log(
-                torch.maximum(power, (peak * 10 ** (-self.log_floor_db / 10)).clamp_min(1e-30))
-            )
+        else:  # relative to the peak: a gain changes nothing. Dividing by the peak first keeps
+            # the values in [-floor, 0], so silence (no peak) is a constant normalising exactly.
+            peak = power.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+            x = torch.log((power / peak).clamp_min(10 ** (-self.log_floor_db / 10)))
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True)
         return (x - mean) / std.clamp_min(STD_EPS)

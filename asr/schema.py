@@ -82,10 +82,11 @@ class DataConfig:
     n_fft: int = 1024  # zero-padded 25 ms window; 400 or 512 leave low mel filters empty
     win_length: int = 400  # 25 ms
     hop_length: int = 160
-    # The log-mel's floor. null: an absolute floor, log(power + 1e-6), which makes the features
-    # depend on the recording level. A number: that many dB below the utterance's peak mel
-    # power, which makes them level-independent.
-    log_floor_db: float | None = None
+    # The log-mel's floor, in dB below the utterance's peak mel power: the features do not
+    # depend on the recording level (a quiet telephone prompt and a loud one give the same).
+    # null: the absolute floor log(power + 1e-6) of checkpoints made before this setting, which
+    # covers more of a quiet recording than of a loud one (docs/augmentation.md measures it).
+    log_floor_db: float | None = 60.0
     batch_size: int = 16  # utterances per batch, as in the seed; what sweeps vary
     # Seconds of audio per batch instead (lhotse-style): batches of short utterances hold
     # more of them, so each step does similar work. null: batch_size utterances.

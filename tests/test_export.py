@@ -86,7 +86,7 @@ def test_sidecar_describes_the_model(ckpt, onnx_export) -> None:
     assert meta["vocab"] == Vocabulary().to_dict() and meta["n_class"] == 29
     assert meta["features"] == {
         "sample_rate": 16000, "n_mels": 16, "n_fft": 1024, "win_length": 400, "hop_length": 160,
-        "log_floor_db": None,
+        "log_floor_db": 60.0,
     }  # fmt: skip
     assert meta["stem_conv"] == {"kernel": 3, "stride": 2, "padding": 1}
     assert meta["time_stride"] == 2 and meta["seconds_per_frame"] == pytest.approx(0.02)

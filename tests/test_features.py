@@ -142,10 +142,22 @@ def test_a_relative_log_floor_makes_features_independent_of_the_level():
     torch.manual_seed(0)
     t = torch.arange(16000) / 16000
     wave = torch.sin(2 * torch.pi * 220 * t) * (t < 0.6) + 1e-4 * torch.randn(16000)  # then quiet
-    relative = LogMel(16000, 64, log_floor_db=60.0)
+    relative = LogMel(16000, 64)  # the default: 60 dB below the peak
+    assert relative.log_floor_db == 60.0
     for gain in (0.01, 0.1, 3.0):
         assert torch.allclose(relative(wave * gain), relative(wave), atol=1e-4)
-    # The absolute floor (the default, log(power + 1e-6)) is not: a quiet recording puts more
-    # of itself on the floor.
-    absolute = LogMel(16000, 64)
+    # The absolute floor (older checkpoints', log(power + 1e-6)) is not: a quiet recording puts
+    # more of itself on the floor.
+    absolute = LogMel(16000, 64, log_floor_db=None)
     assert not torch.allclose(absolute(wave * 0.01), absolute(wave), atol=1e-2)
+
+
+def test_checkpoints_saved_before_the_relative_floor_keep_the_absolute_one():
+    import dataclasses
+
+    from asr.evaluation import checkpoint_data
+
+    saved = dataclasses.asdict(DataConfig())
+    assert checkpoint_data({"config": {"data": saved}}).log_floor_db == 60.0
+    del saved["log_floor_db"]  # what such a checkpoint's config holds
+    assert checkpoint_data({"config": {"data": saved}}).log_floor_db is None
