@@ -153,7 +153,7 @@ def cpu_section(res: dict) -> list[str]:
         ref, rows = aug["specaugment (the default)"]["median"], []
         quick_start = size(res["plan"]["race_size"])
         lines += [f"Each `augment` preset at the quick start's size ({quick_start}), on a "
-                  "subset of the training set one window long, after a first epoch that "
+                  "subset of the training set, after a first epoch that "
                   "fills the feature cache: audio seconds per second, median of every round's "
                   "windows, then each round's median.", ""]  # fmt: skip
         for name, s in aug.items():

@@ -85,6 +85,7 @@ LEVERS = {
 }
 
 
+AUGMENT_WINDOW_STEPS = 12  # an epoch of the augment phase's subset, and one timed window
 # The augment group's presets at the quick start's size, and robust's augmentation moved into a
 # DataLoader worker (on the CPU none by default: a worker competes with the model for the cores).
 AUGMENT_VARIANTS = {
@@ -168,21 +169,21 @@ def levers(a, plan: Plan, m: Manifests, work: Path, precision: str, scale: int) 
 def augment(a, plan: Plan, m: Manifests, work: Path, precision: str, scale: int) -> dict:
     """Training throughput of each augment preset at the quick start's size, interleaved.
 
-    An epoch of `window_steps` batches (a subset of the training set), so the first window,
-    which fills the feature cache for every preset, is the warm-up and the timed windows see
-    what later epochs cost: cached features for the utterances an epoch leaves unaugmented,
-    the audio read, augmented and transformed again for the others."""
-    size, k = plan.race_size, plan.window_steps * scale
+    On a subset of the training set whose first epoch (duration buckets as in any run, so at
+    most 2 windows) fills the feature cache for every preset: the two warm-up windows cover it,
+    and the timed windows see what later epochs cost: cached features for the utterances an
+    epoch leaves unaugmented, the audio read, augmented and transformed again for the others."""
+    size, k = plan.race_size, AUGMENT_WINDOW_STEPS * scale
     subset = write_tiny_manifest(m.train, work / "augment-train.jsonl", k * size.batch_size)
     small = dataclasses.replace(m, train=subset)
+    warmup = 2
     runs: dict[str, list[Run]] = {name: [] for name in AUGMENT_VARIANTS}
     for r in range(plan.rounds):
         names = list(AUGMENT_VARIANTS) if r % 2 == 0 else list(reversed(AUGMENT_VARIANTS))
         for i, name in enumerate(names):
             out = work / f"augment-{r}-{i}"
-            overrides = ["data.num_buckets=1", *AUGMENT_VARIANTS[name]]  # one bucket: k batches
-            run = train_product(small, size, out, k, 1, steps=k * (1 + plan.windows),
-                                precision=precision, overrides=overrides)  # fmt: skip
+            run = train_product(small, size, out, k, warmup, steps=k * (warmup + plan.windows),
+                                precision=precision, overrides=AUGMENT_VARIANTS[name])  # fmt: skip
             for ckpt in out.glob("*.pt"):
                 ckpt.unlink()
             runs[name].append(run)
