@@ -259,12 +259,24 @@ def pareto(jobs: list[Job], keys: list[str]) -> Figure:
         _mark_failed_at_top(ax, [float(j.summary[field]) for j in placed if j.cer is None])
         _not_shown(ax, [j for j in jobs if j not in placed])
         if log:
-            ax.set_xscale("log")
+            _log_axis_at(ax, sorted({x for x, _ in points}))
         ax.set_xlabel(label + (" (higher is better)" if higher_is_better else ""))
         ax.set_ylabel("best dev CER")
         ax.grid(alpha=0.3)
     fig.suptitle("Pareto: dev CER against speed and size")
     return fig
+
+
+def _log_axis_at(ax: Any, values: list[float]) -> None:
+    """A log x axis labelled at the values themselves (1.47M, 2.66M) when there are few of
+    them: matplotlib's minor labels between two close values overlap."""
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    if 0 < len(values) <= 8:
+        ax.set_xticks(values)
+        ax.xaxis.set_major_formatter(EngFormatter(places=2, sep=""))
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def learning_curves(jobs: list[Job], keys: list[str]) -> Figure:
