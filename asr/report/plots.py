@@ -116,6 +116,7 @@ def cer_vs_key(jobs: list[Job], key: str, config_keys: list[str]) -> Figure:
             yerr=[p[2] for p in points],
             marker="o",
             capsize=3,
+            ls="-" if categories is None else "none",  # no line between unordered categories
             label=label or None,
         )
     _mark_failed_at_top(ax, [x_of[j.overrides.get(key, "")] for j in _failed(jobs)])
