@@ -265,11 +265,29 @@ def make_rir_bank(cfg: AugmentConfig, sample_rate: int, *, seed: int) -> list[to
         if not rirs:
             raise ValueError(f"augment.rir_source: no audio files in {cfg.rir_source}")
         return [r / r.norm().clamp_min(1e-12) for r in rirs]
+    return [rir for _, rir in generated_rirs(cfg, sample_rate, seed=seed)]
+
+
+def generated_rirs(
+    cfg: AugmentConfig, sample_rate: int, *, seed: int
+) -> list[tuple[float, torch.Tensor]]:
+    """The generated bank (`rir_source` noise or room) as (drawn RT60, impulse response)."""
     make = decaying_noise_rir if cfg.rir_source == "noise" else room_rir  # (rt60, sr, g)
     g = torch.Generator().manual_seed(seed)
-    return [
-        make(_uniform(g, cfg.rt60_min, cfg.rt60_max), sample_rate, g) for _ in range(RIR_BANK_SIZE)
-    ]
+    bank = []
+    for _ in range(RIR_BANK_SIZE):
+        rt60 = _uniform(g, cfg.rt60_min, cfg.rt60_max)
+        bank.append((rt60, make(rt60, sample_rate, g)))
+    return bank
+
+
+def measured_rt60(rir: torch.Tensor, sample_rate: int) -> float:
+    """An impulse response's RT60 from its Schroeder decay curve: the -5 to -25 dB slope (T20)
+    times 3 (for tests and checks)."""
+    energy = rir.flip(0).pow(2).cumsum(0).flip(0)  # Schroeder backward integration
+    decay_db = 10 * torch.log10(energy / energy[0])
+    t20 = int((decay_db > -25).sum()) - int((decay_db > -5).sum())  # samples from -5 to -25 dB
+    return 3 * t20 / sample_rate
 
 
 def measured_snr_db(clean: torch.Tensor, noisy: torch.Tensor) -> float:

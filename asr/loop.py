@@ -436,14 +436,18 @@ class Trainer:
                     "train/lr": lr,
                     "train/audio_seconds_per_second": speed,
                     "train/grad_norm": reading.last_grad_norm,
-                    "train/audio_hours": self.counters.train_audio_seconds / 3600,
-                    "time/minutes": self.elapsed() / 60,
+                    **self.clock(self.counters.train_audio_seconds),
                     "epoch": self.counters.epoch,
                 },
                 step=self.counters.step,
             )
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.1f}")
             self.window = LogWindow(start=now)
+
+    def clock(self, audio_seconds: float) -> dict[str, float]:
+        """Where the run stands in audio and in time: the axes, besides steps, that sweep reports
+        draw learning curves against (jobs with other batch sizes take other steps)."""
+        return {"train/audio_hours": audio_seconds / 3600, "time/minutes": self.elapsed() / 60}
 
     def _note_problems(self, batch: Batch) -> None:
         """Count what loading this batch found, printing the first few of each kind."""
@@ -477,8 +481,7 @@ class Trainer:
                 "dev/cer": dev.cer,
                 "dev/wer": dev.wer,
                 "dev/loss": dev.loss,
-                "train/audio_hours": seen / 3600,  # so sweeps compare curves by audio seen
-                "time/minutes": self.elapsed() / 60,
+                **self.clock(seen),
                 "epoch": c.epoch,
             },
             step=c.step,

@@ -29,19 +29,12 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from asr.augment import make_rir_bank
+from asr.augment import generated_rirs, measured_rt60
 from asr.data.audio import read_audio
 from asr.schema import AugmentConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
-
-
-def measured_rt60(rir: torch.Tensor) -> float:
-    energy = rir.flip(0).pow(2).cumsum(0).flip(0)  # Schroeder backward integration
-    decay_db = 10 * torch.log10(energy / energy[0])
-    t20 = int((decay_db > -25).sum()) - int((decay_db > -5).sum())  # samples from -5 to -25 dB
-    return 3 * t20 / SR
 
 
 def drr_db(rir: torch.Tensor) -> float:
@@ -52,35 +45,12 @@ def drr_db(rir: torch.Tensor) -> float:
     return 10 * torch.log10(torch.tensor(e_direct / max(e_rest, 1e-12))).item()
 
 
-def make_bank(cfg: AugmentConfig, seed: int) -> tuple[list[torch.Tensor], list[float]]:
-    """make_rir_bank's bank, and the RT60 it drew for each impulse response (noted on the way
-    by wrapping the generators it calls)."""
-    import asr.augment as augment
-
-    asked: list[float] = []
-    originals = augment.decaying_noise_rir, augment.room_rir
-
-    def noting(make):
-        def wrapped(rt60: float, sample_rate: int, g: torch.Generator) -> torch.Tensor:
-            asked.append(rt60)
-            return make(rt60, sample_rate, g)
-
-        return wrapped
-
-    augment.decaying_noise_rir, augment.room_rir = (noting(m) for m in originals)
-    try:
-        bank = make_rir_bank(cfg, SR, seed=seed)
-    finally:
-        augment.decaying_noise_rir, augment.room_rir = originals
-    return bank, asked
-
-
 def bank_stats(source: str, seed: int) -> tuple[dict, list[torch.Tensor]]:
     cfg = AugmentConfig(rir_source=source, reverb_prob=1.0)
     started = time.perf_counter()
-    bank, asked = make_bank(cfg, seed)
+    asked, bank = zip(*generated_rirs(cfg, SR, seed=seed), strict=True)  # as make_rir_bank
     seconds = time.perf_counter() - started
-    ratios = [measured_rt60(r) / a for r, a in zip(bank, asked, strict=True)]
+    ratios = [measured_rt60(r, SR) / a for r, a in zip(bank, asked, strict=True)]
     drr = [drr_db(r) for r in bank]
     q = statistics.quantiles(ratios, n=10)
     return {
@@ -90,7 +60,7 @@ def bank_stats(source: str, seed: int) -> tuple[dict, list[torch.Tensor]]:
         "rt60_measured_over_drawn_p10_p90": [round(q[0], 3), round(q[-1], 3)],
         "drr_db_median": round(statistics.median(drr), 1),
         "drr_db_p10_p90": [round(x, 1) for x in statistics.quantiles(drr, n=10)[::8]],
-    }, bank
+    }, list(bank)
 
 
 def reverberated_manifest(manifest: Path, bank: list[torch.Tensor], out: Path, n: int) -> Path:

@@ -85,7 +85,7 @@ LEVERS = {
 }
 
 
-AUGMENT_WINDOW_STEPS = 12  # an epoch of the augment phase's subset, and one timed window
+AUGMENT_WINDOW_STEPS = 12  # a timed window; the subset holds this many batches' utterances
 # The augment group's presets at the quick start's size, and robust's augmentation moved into a
 # DataLoader worker (on the CPU none by default: a worker competes with the model for the cores).
 AUGMENT_VARIANTS = {
