@@ -6,7 +6,13 @@ python train.py --multirun data.batch_size=8,16 model.n_cnn=1,3 model.n_rnn=1,3,
 torchrun --nproc_per_node=4 train.py model=ds2_small    # DDP: one process per GPU
 """
 
+# ruff: noqa: E402 (the scheduler's warning is caught before the slow imports)
+
 from pathlib import Path
+
+from asr.cluster import catch_early_warnings
+
+catch_early_warnings()  # before the imports and the data: a preemption warning is not lost
 
 import hydra
 from omegaconf import DictConfig

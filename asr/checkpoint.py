@@ -3,10 +3,12 @@
 A checkpoint holds everything needed to continue or to evaluate without any config file:
 weights, optimizer, schedule progress, RNG states, the resolved config, the vocabulary, the
 W&B run id and provenance (git commit, package versions, a hash of the manifests).
+`checkpoint_data` and `checkpoint_source` read back what it was trained on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import random
@@ -18,6 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from asr.data.corpus import resolve_manifests
+from asr.data.manifest import manifest_digest
+from asr.data.synth import SynthSpec
+from asr.schema import ConfigError, DataConfig, RecipeSpec
+from asr.text import Vocabulary
 
 FORMAT_VERSION = 1
 PACKAGES = ("torch", "torchaudio", "hydra-core", "omegaconf", "jiwer", "wandb", "soundfile")
@@ -91,6 +99,39 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
+def checkpoint_data(state: dict[str, Any]) -> DataConfig:
+    """The checkpoint's data settings. One saved before `log_floor_db` existed was trained on
+    the absolute floor (null), whatever the default is now."""
+    saved = state["config"]["data"]
+    return DataConfig(
+        **{
+            "log_floor_db": None,
+            **saved,
+            "synth": SynthSpec(**saved["synth"]),
+            "recipe": RecipeSpec(**saved.get("recipe", {})),
+        }
+    )
+
+
+def split_manifest(state: dict[str, Any], data: DataConfig, split: str) -> Path:
+    """The manifest of one split of the checkpoint's data: where training read it, or, on
+    another machine, rebuilt from the data config (the embedded corpus is generated)."""
+    manifest = Path(state["manifests"].get(split, ""))
+    if manifest.is_file():
+        return manifest
+    manifests = resolve_manifests(data)
+    if split not in manifests:
+        raise ConfigError(f"split={split}: the checkpoint's data has no {split} split")
+    return manifests[split]
+
+
+def checkpoint_source(ckpt: str | Path, split: str) -> tuple[Path, str, Vocabulary]:
+    """(manifest of `split`, language, vocabulary) of a checkpoint or run directory."""
+    state = load(resolve_checkpoint(ckpt, "best.pt"))
+    data = checkpoint_data(state)
+    return split_manifest(state, data, split), data.language, Vocabulary.from_dict(state["vocab"])
+
+
 def rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
@@ -126,6 +167,47 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (commit + ("-dirty" if dirty else "")) or None
+
+
+def training_state(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    counters: dict[str, Any],
+    rng_ranks: list[dict[str, Any]],
+    wandb_run_id: str | None,
+    n_params: int,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """A training checkpoint: weights, optimizer, where training stands, the RNG of every rank
+    (one: a single process), the W&B run and `run_meta`. Rank 0's RNG is also `rng`."""
+    state = {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "counters": counters,
+        "rng": rng_ranks[0],
+        "wandb_run_id": wandb_run_id,
+        "n_params": n_params,
+        **meta,
+    }
+    if len(rng_ranks) > 1:
+        state.update(world_size=len(rng_ranks), rng_ranks=rng_ranks)
+    return state
+
+
+def run_meta(
+    cfg: Any, overrides: list[str] | None, vocab: Vocabulary, manifests: dict[str, Path]
+) -> dict[str, Any]:
+    """What a training run's checkpoints say about it besides the weights: the resolved config
+    (a dataclass), the command line's overrides, the vocabulary, the manifests and provenance."""
+    return {
+        "config": dataclasses.asdict(cfg),
+        "overrides": list(overrides or []),
+        "vocab": vocab.to_dict(),
+        "provenance": provenance(manifest_digest(list(manifests.values()))),
+        "manifests": {k: str(v) for k, v in manifests.items()},
+    }
 
 
 def provenance(manifest_hash: str) -> dict[str, Any]:

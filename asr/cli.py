@@ -26,9 +26,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from asr import distributed, ranks
+from asr.cluster import RunInterrupted
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
-from asr.loop import NonFiniteError, RunInterrupted, train
+from asr.loop import NonFiniteError, train
 from asr.report import parse_overrides
 from asr.schema import ConfigError, LoggerConfig
 from asr.tracking import read_summary, record_failure

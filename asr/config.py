@@ -21,7 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from asr import distributed, ranks
+from asr import cluster, distributed, ranks
 from asr.data.recipes import ROOT_OPTIONAL
 from asr.schema import (
     RECIPES,
@@ -119,10 +119,18 @@ def sqrt_scaled(value: float, reference: float, actual: float | None) -> float:
     return value if actual is None else float(value) * math.sqrt(float(actual) / float(reference))
 
 
+def run_name(pattern: str) -> str:
+    """`${asr.run_name:%Y-%m-%d/%H-%M-%S}`: the job's start time in `pattern` (rank 0's clock
+    under DDP), except in a Slurm batch job: `slurm-<job id>`, which survives a requeue."""
+    if cluster.in_slurm_batch_job():
+        return f"slurm-{cluster.slurm_job_id()}"
+    return distributed.start_time().strftime(pattern)
+
+
 def register_configs() -> None:
     """Register `base_train`, `base_evaluate`, one `base_<group>` schema per group, and the
-    resolvers `asr.job_dir` (names sweep job folders), `asr.n_class`, and for DDP `asr.now`,
-    `asr.rank_suffix`, `asr.main_rank` (see `asr.distributed` and `asr.ranks`)."""
+    resolvers `asr.job_dir` (names sweep job folders), `asr.n_class`, `asr.run_name`, and for
+    DDP `asr.now`, `asr.rank_suffix`, `asr.main_rank` (see `asr.distributed` and `asr.ranks`)."""
     OmegaConf.register_new_resolver("asr.job_dir", job_dirname, replace=True)
     OmegaConf.register_new_resolver("asr.n_class", n_class_for, replace=True)
     OmegaConf.register_new_resolver("asr.sqrt_scaled", sqrt_scaled, replace=True)
@@ -134,6 +142,9 @@ def register_configs() -> None:
         use_cache=True,
         replace=True,
     )
+    # A single run's folder name: the time, or in a Slurm batch job `slurm-<job id>`, the same
+    # when the job is requeued, so that it finds its last.pt (asr.cluster).
+    OmegaConf.register_new_resolver("asr.run_name", run_name, use_cache=True, replace=True)
     # Per process, never cached: `.rank<N>` on ranks other than 0 (their own log files), and
     # a value that only rank 0 keeps (null elsewhere: e.g. only rank 0 saves `.hydra/`).
     OmegaConf.register_new_resolver("asr.rank_suffix", lambda: ranks.rank_suffix(), replace=True)

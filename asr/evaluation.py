@@ -19,54 +19,20 @@ from typing import Any
 import torch
 
 from asr import checkpoint
+from asr.checkpoint import checkpoint_data, split_manifest
 from asr.data.checks import ProblemReport
-from asr.data.corpus import resolve_manifests
 from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
 from asr.data.manifest import read_manifest
-from asr.data.synth import SynthSpec
 from asr.decoding import make_run_decoder
 from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
 from asr.features import FEATURE_KEYS
-from asr.loop import pick_device
 from asr.metrics import cer, utterance_cer, wer
 from asr.model import DeepSpeech2, load_model, num_params
-from asr.schema import ConfigError, DataConfig, EvaluateConfig, RecipeSpec, default_cache_dir
+from asr.precision import pick_device
+from asr.schema import ConfigError, DataConfig, EvaluateConfig, default_cache_dir
 from asr.text import Vocabulary
 from asr.tracking import Tracker
-
-
-def checkpoint_data(state: dict[str, Any]) -> DataConfig:
-    """The checkpoint's data settings. One saved before `log_floor_db` existed was trained on
-    the absolute floor (null), whatever the default is now."""
-    saved = state["config"]["data"]
-    return DataConfig(
-        **{
-            "log_floor_db": None,
-            **saved,
-            "synth": SynthSpec(**saved["synth"]),
-            "recipe": RecipeSpec(**saved.get("recipe", {})),
-        }
-    )
-
-
-def split_manifest(state: dict[str, Any], data: DataConfig, split: str) -> Path:
-    """The manifest of one split of the checkpoint's data: where training read it, or, on
-    another machine, rebuilt from the data config (the embedded corpus is generated)."""
-    manifest = Path(state["manifests"].get(split, ""))
-    if manifest.is_file():
-        return manifest
-    manifests = resolve_manifests(data)
-    if split not in manifests:
-        raise ConfigError(f"split={split}: the checkpoint's data has no {split} split")
-    return manifests[split]
-
-
-def checkpoint_source(ckpt: str | Path, split: str) -> tuple[Path, str, Vocabulary]:
-    """(manifest of `split`, language, vocabulary) of a checkpoint or run directory."""
-    state = checkpoint.load(checkpoint.resolve_checkpoint(ckpt, "best.pt"))
-    data = checkpoint_data(state)
-    return split_manifest(state, data, split), data.language, Vocabulary.from_dict(state["vocab"])
 
 
 def cache_root(data: DataConfig) -> Path:
@@ -98,7 +64,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint.resolve_checkpoint(cfg.ckpt, "best.pt")
     state = checkpoint.load(ckpt_path)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, key="device")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     vocab = Vocabulary.from_dict(state["vocab"])

@@ -1,4 +1,8 @@
-"""`trainer.precision`: what arithmetic a training step runs in, each option doing what it says.
+"""Where a run computes and in what arithmetic: `trainer.device` and `trainer.precision`.
+
+`pick_device`: `auto` is the GPU when there is one, else the CPU.
+
+`trainer.precision`: what arithmetic a training step runs in, each option doing what it says.
 
 - ``fp32``: IEEE single precision everywhere. On CUDA, TF32 is switched off for matmuls and for
   cuDNN (whose convolutions use TF32 by default on Ampere and later).
@@ -21,6 +25,15 @@ import torch
 from asr.schema import ConfigError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def pick_device(name: str, *, key: str = "trainer.device") -> torch.device:
+    """The setting `key` (`trainer.device`, or evaluate's `device`): auto | cpu | cuda | cuda:N."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={name} but no CUDA device is available")
+    return torch.device(name)
 
 
 def configure_precision(

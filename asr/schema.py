@@ -14,6 +14,7 @@ from asr.data.recipes import REGISTRY
 from asr.data.recipes.common import RecipeSpec
 from asr.data.synth import SynthSpec
 from asr.decoding.config import DecodeConfig
+from asr.errors import ConfigError
 from asr.model import ModelConfig
 from asr.text import LANGUAGES
 from asr.tracking import LoggerConfig
@@ -33,10 +34,6 @@ __all__ = [
     "TrainerConfig",
     "TranscribeConfig",
 ]
-
-
-class ConfigError(ValueError):
-    """An impossible configuration value; the message names the key."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -286,6 +283,9 @@ class TrainerConfig:
     eval_every_steps: int | None = None  # dev evaluation also runs at each epoch end
     n_samples_logged: int = 8  # transcripts shown per evaluation
     resume: str | None = None  # a run directory or checkpoint to continue from
+    # A resume whose features, text or model settings differ from the checkpoint's is refused
+    # (they would change what is trained on mid-run); true resumes anyway, with a warning.
+    accept_changed_settings: bool = False
     init_from: str | None = None  # a checkpoint whose weights start a new run (fine-tuning)
     max_nonfinite_steps: int = 50  # consecutive skipped steps before the run fails
     # last.pt is also written every this many steps (besides each dev evaluation and SIGTERM),

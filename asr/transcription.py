@@ -21,16 +21,17 @@ import torch
 from tqdm import tqdm
 
 from asr import checkpoint
+from asr.checkpoint import checkpoint_data, split_manifest
 from asr.data.audio import AudioError, read_audio
 from asr.data.checks import ProblemReport
 from asr.data.loader import make_logmel
 from asr.data.manifest import read_manifest
 from asr.decoding import Hypothesis, make_run_decoder
 from asr.decoding.words import words_of
-from asr.evaluation import cache_root, checkpoint_data, split_manifest
+from asr.evaluation import cache_root
 from asr.features import LogMel
-from asr.loop import pick_device
 from asr.model import DeepSpeech2, load_model
+from asr.precision import pick_device
 from asr.schema import ConfigError, TranscribeConfig
 from asr.text import Vocabulary
 
@@ -69,7 +70,7 @@ class Transcriber:
         self.cfg = cfg
         ckpt = checkpoint.resolve_checkpoint(cfg.ckpt, "best.pt")
         state = checkpoint.load(ckpt)
-        self.device = pick_device(cfg.device)
+        self.device = pick_device(cfg.device, key="device")
         data = checkpoint_data(state)
         self.vocab = Vocabulary.from_dict(state["vocab"])
         self.sample_rate = data.sample_rate

@@ -63,3 +63,17 @@ def run_script(script: str, args: list[str], cwd: Path, timeout: float = 600):
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node Slurm cluster for the test run (tests/slurm_cluster.py); skipped, with
+    the reason, where Slurm is not installed or the tests do not run as root."""
+    from tests.slurm_cluster import SlurmCluster, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster.start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()

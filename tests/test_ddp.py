@@ -7,6 +7,7 @@ as a user would, and compares it with one process fed the same global batches.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -506,3 +507,62 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(corpus_cache: Pat
     exits = dict(re.findall(r"rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*: (-?\d+)", out))
     assert sorted(exits) == ["0", "1"], out[-3000:]
     assert set(exits.values()) <= {"143", "-15"} and "143" in exits.values(), out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_rank_killed_in_an_elastic_run_restarts_the_group_which_resumes_exactly(
+    corpus_cache: Path, tmp_path: Path
+):
+    """torchrun --max-restarts: rank 1 killed with SIGKILL after a checkpoint makes torchrun
+    restart both ranks, which resume from last.pt and end, bit for bit, where a run that was
+    never interrupted ends."""
+    args = [*COMMON, f"data.cache_dir={corpus_cache}", "trainer.max_steps=24"]
+    args += ["trainer.checkpoint_every_steps=2", "logger=none"]
+    reference = tmp_path / "reference"
+    done = torchrun([*args, f"hydra.run.dir={reference}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    run_dir = tmp_path / "run"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--max-restarts=1"]
+    # torch 2.14's agents keep one store across restarts, in which the restarted ranks can
+    # find their dead predecessors' addresses: each restart gets a store of its own with this.
+    env = clean_env() | {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    proc = subprocess.Popen(
+        [
+            *launcher,
+            "--nproc_per_node=2",
+            str(ROOT / "train.py"),
+            *args,
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its workers too are stopped at the end, whatever happens
+    )
+    try:
+        for _ in range(6000):  # until a checkpoint, a few steps into the run
+            if proc.poll() is not None or (
+                (run_dir / "last.pt").is_file() and max(losses(run_dir), default=0) >= 5
+            ):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        os.kill(_worker_of_rank(proc.pid, 1), signal.SIGKILL)
+        out = proc.communicate(timeout=240)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    assert re.search(r"resumed from \S+last\.pt at step \d+,", out), out[-3000:]
+    assert summary(run_dir)["status"] == "ok"
+    for name in ("last.pt", "best.pt"):
+        a, b = checkpoint.load(reference / name), checkpoint.load(run_dir / name)
+        assert a["counters"]["step"] == b["counters"]["step"], name
+        for key, tensor in a["model"].items():
+            assert torch.equal(tensor, b["model"][key]), f"{name}: {key} differs"
+        for i, state in a["optimizer"]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b["optimizer"]["state"][i][key]), f"{name}: {key}"

@@ -15,6 +15,7 @@ from asr.data.synth import SynthSpec
 from asr.decoding import DecodeConfig
 from asr.decoding.beam import arpa_words
 from asr.evaluation import evaluate_checkpoint
+from asr.lm import cli as lm_cli
 from asr.model import DeepSpeech2, ModelConfig
 from asr.schema import DataConfig, EvaluateConfig
 from asr.text import Vocabulary, normalize
@@ -132,7 +133,7 @@ def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: 
 
 def test_lm_of_a_checkpoints_training_transcripts(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "lm.arpa"
-    assert lm.main(["build", "--ckpt", str(ckpt), "--order", "3", "--out", str(out)]) == 0
+    assert lm_cli.main(["build", "--ckpt", str(ckpt), "--order", "3", "--out", str(out)]) == 0
     manifests = checkpoint.load(ckpt / "best.pt")["manifests"]
     words = {s: {w for e in read_manifest(Path(p)) for w in normalize(e.text, "es").text.split()}
              for s, p in manifests.items()}  # fmt: skip

@@ -155,7 +155,7 @@ def test_a_relative_log_floor_makes_features_independent_of_the_level():
 def test_checkpoints_saved_before_the_relative_floor_keep_the_absolute_one():
     import dataclasses
 
-    from asr.evaluation import checkpoint_data
+    from asr.checkpoint import checkpoint_data
 
     saved = dataclasses.asdict(DataConfig())
     assert checkpoint_data({"config": {"data": saved}}).log_floor_db == 60.0

@@ -46,7 +46,7 @@ def test_arpa_layout():
 
 
 def test_the_command_builds_from_text_normalised_as_transcripts(tmp_path):
-    from asr.lm import main
+    from asr.lm.cli import main
 
     text = tmp_path / "corpus.txt"
     text.write_text("¡La niña come!\n\nLa casa, es GRANDE.\n", encoding="utf-8")
@@ -58,7 +58,7 @@ def test_the_command_builds_from_text_normalised_as_transcripts(tmp_path):
 
 
 def test_the_command_refuses_what_has_no_words(tmp_path, capsys):
-    from asr.lm import main
+    from asr.lm.cli import main
 
     empty = tmp_path / "empty.txt"
     empty.write_text("¿?\n", encoding="utf-8")

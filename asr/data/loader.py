@@ -6,7 +6,6 @@ import atexit
 import gc
 import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from asr.augment import WaveAugment, make_wave_augment
+from asr.cluster import ignore_stop_signals
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import (
@@ -122,12 +122,11 @@ def _worker_init(_: int) -> None:
     # small steps) without preempting them: each preemption stalls the model's other thread.
     torch.set_num_threads(1)
     os.nice(10)
-    # Schedulers (Slurm's scancel, preemption) and Ctrl-C signal the whole process group. The
-    # main process saves and stops on SIGTERM/SIGINT, and needs its workers until then: a
+    # Schedulers (Slurm's scancel, preemption, its warning) and Ctrl-C signal every process of
+    # the job. The main process saves and stops on them, and needs its workers until then: a
     # worker killed by the signal would fail the run instead. Workers still stop when the main
     # process does (DataLoader shuts them down, or they notice it is gone).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_stop_signals()
 
 
 @atexit.register

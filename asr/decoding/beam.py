@@ -23,7 +23,7 @@ import torch
 
 from asr.decoding.config import DecodeConfig
 from asr.decoding.greedy import Hypothesis
-from asr.schema import ConfigError
+from asr.errors import ConfigError
 from asr.text import SPACE, Vocabulary
 
 BLANK_TOKEN = "<blank>"

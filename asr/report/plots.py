@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asr.report import REPEAT_KEYS, Job, aggregate, as_number, mean_std
+from asr.report.jobs import REPEAT_KEYS, Job, aggregate, as_number, mean_std
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -7,6 +7,7 @@ count-of-counts), for the corpus sizes speech recipes have: every count is held 
 
     python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa
     python -m asr.lm build --manifest train.jsonl --order 3 --out lm.arpa --language es
+    python -m asr.lm build --ckpt outputs/<date>/<time> --order 3 --out lm.arpa   (asr.lm.cli)
 
 Text is normalised with the project's own normaliser (`asr.text.normalize`), so the LM's words
 are the words the acoustic model spells.
@@ -14,17 +15,15 @@ are the words the acoustic model spells.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.data.manifest import ManifestError, read_manifest
-from asr.text import LANGUAGES, Vocabulary, make_vocabulary, normalize
+from asr.data.manifest import read_manifest
+from asr.text import Vocabulary, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 Gram = tuple[str, ...]
@@ -168,51 +167,3 @@ def cached_lm(
         tmp.replace(path)
         print(f"built a {order}-gram LM of {manifest}'s transcripts: {path}")
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asr.lm", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="an ARPA file from text or from manifests' transcripts")
-    source = b.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", type=Path, help="a text file, one sentence per line")
-    source.add_argument("--manifest", type=Path, nargs="+", help="JSONL manifests (their text)")
-    source.add_argument(
-        "--ckpt", help="a checkpoint or run directory: its training transcripts, language, alphabet"
-    )
-    b.add_argument("--order", type=int, default=3)
-    b.add_argument("--language", default="es", choices=LANGUAGES)
-    b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
-    b.add_argument("--out", type=Path, required=True)
-    a = parser.parse_args(argv)
-    if a.order < 1:
-        parser.error(f"--order must be >= 1 (got {a.order})")
-    try:
-        vocab = make_vocabulary(a.alphabet)
-        if a.text:
-            lines = a.text.read_text(encoding="utf-8").splitlines()
-        elif a.manifest:
-            lines = [e.text for m in a.manifest for e in read_manifest(m)]
-        else:
-            from asr.evaluation import checkpoint_source  # torch and the model: only here
-
-            manifest, a.language, vocab = checkpoint_source(a.ckpt, "train")
-            a.manifest = [manifest]
-            lines = [e.text for e in read_manifest(manifest)]
-    except (OSError, UnicodeDecodeError, ManifestError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    sentences = list(sentences_of(lines, language=a.language, vocab=vocab))
-    if not sentences:
-        print(f"error: no words in {a.text or ' '.join(map(str, a.manifest))}", file=sys.stderr)
-        return 2
-    model = build(sentences, a.order)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(model.to_arpa(), encoding="utf-8")
-    sizes = ", ".join(f"{len(g):,} {n + 1}-grams" for n, g in enumerate(model.logprob))
-    print(f"wrote {a.out}: {len(sentences):,} sentences, {sizes}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

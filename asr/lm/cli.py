@@ -1,0 +1,59 @@
+"""`python -m asr.lm build ...`: an ARPA file from text, manifests, or a checkpoint's training
+transcripts. The command line apart from `asr.lm`, which depends on text and manifests only:
+`--ckpt` reads a checkpoint, which needs torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from asr.data.manifest import ManifestError, read_manifest
+from asr.lm import build, sentences_of
+from asr.text import LANGUAGES, make_vocabulary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m asr.lm", description="Word n-gram language models as ARPA files"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="an ARPA file from text or from manifests' transcripts")
+    source = b.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", type=Path, help="a text file, one sentence per line")
+    source.add_argument("--manifest", type=Path, nargs="+", help="JSONL manifests (their text)")
+    source.add_argument(
+        "--ckpt", help="a checkpoint or run directory: its training transcripts, language, alphabet"
+    )
+    b.add_argument("--order", type=int, default=3)
+    b.add_argument("--language", default="es", choices=LANGUAGES)
+    b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
+    b.add_argument("--out", type=Path, required=True)
+    a = parser.parse_args(argv)
+    if a.order < 1:
+        parser.error(f"--order must be >= 1 (got {a.order})")
+    try:
+        vocab = make_vocabulary(a.alphabet)
+        if a.text:
+            lines = a.text.read_text(encoding="utf-8").splitlines()
+        elif a.manifest:
+            lines = [e.text for m in a.manifest for e in read_manifest(m)]
+        else:
+            from asr.checkpoint import checkpoint_source  # torch: only for --ckpt
+
+            manifest, a.language, vocab = checkpoint_source(a.ckpt, "train")
+            a.manifest = [manifest]
+            lines = [e.text for e in read_manifest(manifest)]
+    except (OSError, UnicodeDecodeError, ManifestError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sentences = list(sentences_of(lines, language=a.language, vocab=vocab))
+    if not sentences:
+        print(f"error: no words in {a.text or ' '.join(map(str, a.manifest))}", file=sys.stderr)
+        return 2
+    model = build(sentences, a.order)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(model.to_arpa(), encoding="utf-8")
+    sizes = ", ".join(f"{len(g):,} {n + 1}-grams" for n, g in enumerate(model.logprob))
+    print(f"wrote {a.out}: {len(sentences):,} sentences, {sizes}")
+    return 0

@@ -1,0 +1,1 @@
+"""asr-sweep's Hydra launcher plugins (see slurm_launcher)."""
