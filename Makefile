@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+# Test files run on this many processes (pytest-xdist, a file per process at a time): the slow
+# tests mostly wait on subprocesses and a Slurm scheduler, so two overlap well on 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: install train test test-fast lint format clean
 
@@ -23,7 +26,7 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

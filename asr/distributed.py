@@ -97,9 +97,6 @@ class DDP:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.tolist()
 
-    def any(self, flag: bool) -> bool:
-        return self.max(flag)[0] > 0
-
     def all_gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order."""
         if not self.enabled:

@@ -97,8 +97,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         loader, _ = make_loader(  # batches sorted by duration; on CUDA a pinned worker
             utts,
             logmel,
-            None,
-            cfg.batch_size,
+            batch_size=cfg.batch_size,
             num_workers=default_num_workers(None, device),
             output_frames=frames,
             pin_memory=device.type == "cuda",

@@ -34,16 +34,16 @@ import dataclasses
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from asr import checkpoint, distributed
+from asr.budget import Budget
 from asr.cluster import RunInterrupted, StopFlag
 from asr.data.dataset import Batch
 from asr.inference import Transcripts, ctc_loss, transcribe_shards
-from asr.optim import lr_at, progress, set_lr
+from asr.optim import lr_at, set_lr
 from asr.precision import configure_precision, pick_device
 from asr.resume import Counters
 from asr.run_log import NonFiniteError, RunLog
@@ -69,7 +69,7 @@ class Trainer:
         self.cfg, self.t = cfg, cfg.trainer
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.wall_start = time.time()
+        wall_start = time.time()
         self.ddp = distributed.setup()  # one process, or this rank of a DDP job
         self.device = self.ddp.bind(pick_device(self.t.device))
         self.autocast = configure_precision(self.t.precision, self.device)
@@ -84,19 +84,20 @@ class Trainer:
         self.train_loader, self.train_sampler = self.data.train_loader, self.data.train_sampler
         self.eval_loaders = self.data.eval_loaders
         self.meta = checkpoint.run_meta(cfg, overrides, self.vocab, self.data.manifests)
-        self.session_start = self.last_saved = time.perf_counter()  # last_saved: by the clock
-        self.elapsed_before = self.counters.elapsed_seconds
+        self.budget = Budget(self.t, self.counters)
         self.log = RunLog(
             device=self.device,
             counters=self.counters,
             report=self.report,
-            elapsed=self.elapsed,
+            elapsed=self.budget.elapsed,
             n_samples=self.t.n_samples_logged,
-            main=self.ddp.is_main,
+            fail_after=self.t.max_nonfinite_steps,
+            ddp=self.ddp,
+            wall_start=wall_start,
         )
         self.stop = StopFlag()
         self.clock_save_due = False
-        self.batches_this_epoch = self._batches_in(self.counters.epoch)
+        self.budget.batches_this_epoch = self._batches_in(self.counters.epoch)
 
     @property
     def tracker(self) -> Tracker | NullTracker:
@@ -133,7 +134,7 @@ class Trainer:
         # batches already trained on, and the rest get the same SpecAugment masks.
         self.train_sampler.set_epoch(c.epoch, c.batch_in_epoch)
         self.train_loader.dataset.set_epoch(c.epoch)
-        self.batches_this_epoch = self._batches_in(c.epoch)
+        self.budget.batches_this_epoch = self._batches_in(c.epoch)
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {c.epoch}",
@@ -179,8 +180,8 @@ class Trainer:
         stop = self.ranks_agree_to_stop()
         if not stop and t.eval_every_steps and c.step % t.eval_every_steps == 0:
             self.evaluate_dev()
-            stop = self.patience_out()
-        elif not stop and self.save_is_due():
+            stop = self.budget.patience_out()
+        elif not stop and self.budget.save_is_due(clock_due=self.clock_save_due):
             paused = time.perf_counter()
             self.save("last.pt")
             self.log.pause(time.perf_counter() - paused)
@@ -198,24 +199,14 @@ class Trainer:
         c.batch_in_epoch = 0
         if c.last_eval_step != c.step:
             self.evaluate_dev()
-        return self.ranks_agree_to_stop() or self.patience_out()
+        return self.ranks_agree_to_stop() or self.budget.patience_out()
 
     # ---- decisions ----------------------------------------------------------------------------
-
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.session_start
-
-    def progress(self) -> float:
-        """The largest fraction of any budget used (1.0: over); the learning rate follows it."""
-        c, t = self.counters, self.t
-        epochs = c.epoch + c.batch_in_epoch / self.batches_this_epoch
-        minutes = self.elapsed() / 60
-        return progress(c.step, epochs, minutes, t.max_steps, t.max_epochs, t.max_minutes)
 
     def ranks_agree_to_skip(self, batch: Batch) -> tuple[bool, float]:
         """Every rank takes each step or none does (a batch whose utterances were all unusable
         on one rank skips it everywhere), at the same progress, hence learning rate."""
-        empty, step_progress = self.ddp.max(len(batch) == 0, self.progress())
+        empty, step_progress = self.ddp.max(len(batch) == 0, self.budget.progress())
         return empty > 0, step_progress
 
     def ranks_agree_to_stop(self) -> bool:
@@ -223,11 +214,8 @@ class Trainer:
         would leave the others waiting for it forever (max_minutes reads each rank's clock, and
         a signal may reach one rank only). The same collective agrees on `clock_save_due`."""
         own = signal.Signals[self.stop.signal].value if self.stop.signal else 0
-        minutes = (time.perf_counter() - self.last_saved) / 60
-        every = self.t.checkpoint_every_minutes
-        spent, signum, clock = self.ddp.max(
-            self.progress() >= 1.0, own, bool(every) and minutes >= every
-        )
+        b = self.budget
+        spent, signum, clock = self.ddp.max(b.progress() >= 1.0, own, b.clock_says_save())
         self.clock_save_due = clock > 0
         if signum and self.stop.agreed is None:
             self.stop.agreed = signal.Signals(int(signum)).name
@@ -238,29 +226,11 @@ class Trainer:
                 )
         return spent > 0 or self.stop.agreed is not None
 
-    def save_is_due(self) -> bool:
-        """last.pt between evaluations: every `trainer.checkpoint_every_steps` steps, or once
-        `trainer.checkpoint_every_minutes` have passed since the last save (as agreed by
-        `ranks_agree_to_stop`: saving gathers every rank's RNG). Not when the epoch's end,
-        which evaluates and saves, comes right after."""
-        c, every = self.counters, self.t.checkpoint_every_steps
-        by_steps = bool(every) and c.step % every == 0
-        return (
-            (by_steps or self.clock_save_due)
-            and c.last_eval_step != c.step
-            and c.batch_in_epoch < self.batches_this_epoch
-        )
-
-    def patience_out(self) -> bool:
-        """Early stopping: `trainer.patience` dev evaluations in a row without a better CER."""
-        return bool(self.t.patience) and self.counters.evals_since_best >= self.t.patience
-
     # ---- logging ------------------------------------------------------------------------------
 
     def read_tally(self) -> TallyReading:
         """The device's sums on the host; fails the run after too many non-finite steps."""
-        limit = self.t.max_nonfinite_steps
-        return self.log.read(fail_after=limit, ddp=self.ddp, wall_start=self.wall_start)
+        return self.log.read()
 
     def log_window(self, lr: float, bar: tqdm) -> None:
         """Once per `trainer.log_every_steps`: the one place a step's numbers reach the host."""
@@ -292,10 +262,10 @@ class Trainer:
         """A checkpoint that rebuilds the run on its own: weights, optimizer, counters, every
         rank's RNG, the resolved config, vocabulary, W&B id and provenance. Rank 0 writes it."""
         self.read_tally()  # the non-finite counters in the checkpoint are exact
-        self.counters.elapsed_seconds = self.elapsed()
+        self.counters.elapsed_seconds = self.budget.elapsed()
         rng = checkpoint.rng_state()
         rng_ranks = self.ddp.all_gather(rng)  # every rank's, for an exact resume
-        self.last_saved = time.perf_counter()
+        self.budget.saved()
         if not self.ddp.is_main:
             return
         state = checkpoint.training_state(
@@ -319,7 +289,7 @@ class Trainer:
         self.ddp.barrier()  # rank 0 has finished writing best.pt
         if (self.run_dir / "best.pt").is_file():
             self.model.load_state_dict(checkpoint.load(self.run_dir / "best.pt")["model"])
-        final = self.summary()
+        final = self.log.summary()
         if "test" in self.eval_loaders:
             final.update(self.log.test_row(self.transcribe("test", with_loss=False)))
         self.tracker.update_summary(**final)
@@ -347,15 +317,10 @@ class Trainer:
         signal was the scheduler's warning (asr.cluster), and raise RunInterrupted."""
         self.save("last.pt")
         name, step = self.stop.agreed, self.counters.step
-        self.tracker.update_summary(**self.summary(), signal=name)
+        self.tracker.update_summary(**self.log.summary(), signal=name)
         self.tracker.finish("interrupted", error=f"stopped by {name}; resume with the same run dir")
         saved = f"saved {self.run_dir / 'last.pt'} at step {step}"
         if self.stop.warned and self.ddp.is_main:
             print(f"stop: {name}, the scheduler's warning: {saved}; requeueing", flush=True)
             saved += f"; {self.stop.requeue()}"
         raise RunInterrupted(f"stopped by {name}: {saved}")
-
-    def summary(self) -> dict[str, Any]:
-        """The run's numbers for summary.json, with every rank's load-time problems (a
-        collective: every rank calls it)."""
-        return self.log.summary(self.ddp, wall_start=self.wall_start)

@@ -45,9 +45,12 @@ class RunLog:
         report: ProblemReport,
         elapsed: Callable[[], float],
         n_samples: int,
-        main: bool,
+        fail_after: int,
+        ddp: DDP,
+        wall_start: float,
     ) -> None:
-        self.main = main  # rank 0, or a single process: the one that tracks
+        self.ddp, self.fail_after = ddp, fail_after  # trainer.max_nonfinite_steps
+        self.wall_start = wall_start  # time.time() when the run's process began setting up
         self.counters, self.report, self.elapsed, self.n_samples = (
             counters,
             report,
@@ -70,7 +73,7 @@ class RunLog:
         """Open the tracker of the run in `folder` (on rank 0 alone) and record in summary.json
         who runs it, where, and on what (`facts`)."""
         config = {**meta["config"], "overrides": meta["overrides"]}
-        self.tracker = open_tracker(folder, cfg, config, run_id, main=self.main)
+        self.tracker = open_tracker(folder, cfg, config, run_id, main=self.ddp.is_main)
         step = self.counters.step
         announce(self.tracker, step=step, report=self.report, overrides=meta["overrides"], **facts)
         return self.tracker
@@ -78,7 +81,7 @@ class RunLog:
     def add(self, result: StepResult) -> None:
         self.tally.add(result)
 
-    def read(self, *, fail_after: int, ddp: DDP, wall_start: float) -> TallyReading:
+    def read(self) -> TallyReading:
         """Bring the device's sums to the host (a sync), into the counters and the window.
         `fail_after` non-finite steps in a row fail the run, its summary saved first; every
         rank reads at the same points, so every rank raises together."""
@@ -87,8 +90,8 @@ class RunLog:
         c.consecutive_nonfinite = reading.streak
         c.train_audio_seconds += reading.audio_seconds
         self.window.add(reading)
-        if reading.worst_streak >= fail_after:
-            self.tracker.update_summary(**self.summary(ddp, wall_start=wall_start))
+        if reading.worst_streak >= self.fail_after:
+            self.tracker.update_summary(**self.summary())
             raise NonFiniteError(
                 f"{reading.worst_streak} steps in a row (up to step {c.step}) had a non-finite "
                 f"loss or gradient (last loss {reading.last_loss:.4g}, gradient norm "
@@ -156,15 +159,15 @@ class RunLog:
                     tqdm.write(f"data: {kind}: {utt_id} ({detail})")
             self.report.add(kind, utt_id, detail)
 
-    def summary(self, ddp: DDP, *, wall_start: float) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """The run's numbers for summary.json, with every rank's load-time problems: each rank
         loaded a shard of the audio. A collective: every rank calls it."""
-        for rank, theirs in enumerate(ddp.all_gather(list(self.found_on_load))):
-            if rank != ddp.rank:
+        for rank, theirs in enumerate(self.ddp.all_gather(list(self.found_on_load))):
+            if rank != self.ddp.rank:
                 self.report.merge(theirs)
         return progress_summary(
             dataclasses.asdict(self.counters),
             skipped=self.report.skipped,
             repaired=self.report.repaired,
-            wall_start=wall_start,
+            wall_start=self.wall_start,
         )

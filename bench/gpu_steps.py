@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from bench.gpu_trace import profile_steps, sync_sites, trace_file
 from bench.measure import median, synchronize
@@ -126,11 +125,11 @@ class ProductStep:
 
     def __init__(self, size: Size, precision: str, device: torch.device, raw: list[dict]):
         from asr.data.dataset import Batch, Utterance
-        from asr.loop import train_step
         from asr.model import DeepSpeech2, ModelConfig
         from asr.optim import build_optimizer, lr_at, set_lr
         from asr.precision import configure_precision
         from asr.schema import OptimConfig, TrainerConfig
+        from asr.step import train_step
         from asr.text import Vocabulary
 
         precision, _, gru_impl = precision.partition("/")  # "bf16/reverse": padded GRUs
@@ -179,9 +178,9 @@ class ProductStep:
 
 
 class BaselineStep:
-    """The seed's step, as the loop body of bench/seed_baseline.py's `train` (its lr schedule,
-    zero_grad, forward, CTC with host lengths, backward, AdamW, `loss.item()`), on batches
-    already on the device: the same utterances as the product's, with the product's log-mel."""
+    """The seed's step, bench/seed_baseline.py's `seed_step` (its lr schedule, zero_grad,
+    forward, CTC with host lengths, backward, AdamW, `loss.item()`), on batches already on the
+    device: the same utterances as the product's, with the product's log-mel."""
 
     def __init__(self, size: Size, device: torch.device, raw: list[dict]):
         from torch import nn
@@ -210,15 +209,10 @@ class BaselineStep:
         self.last = math.nan
 
     def __call__(self, i: int) -> None:
-        spectrograms, labels, input_lengths, label_lengths = self.batches[i % len(self.batches)]
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
-        self.optimizer.zero_grad()
-        output = F.log_softmax(self.model(spectrograms), dim=2)  # (B, T, C)
-        loss = self.criterion(output.transpose(0, 1), labels, input_lengths, label_lengths)
-        loss.backward()
-        self.optimizer.step()
-        self.last = loss.item()  # the seed read the loss at every step
+        from bench.seed_baseline import seed_step
+
+        batch = self.batches[i % len(self.batches)]
+        self.last = seed_step(self.model, self.optimizer, self.criterion, batch, self.lr)
 
     def check(self) -> dict:
         return {"loss": self.last, "finite": math.isfinite(self.last)}

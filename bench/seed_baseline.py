@@ -314,6 +314,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def seed_step(model: nn.Module, optimizer, criterion, batch: tuple, lr: float) -> float:
+    """The body of the seed's training loop, on a batch already on the device: its learning
+    rate, zero_grad, forward, CTC with host lengths, backward, AdamW, and the loss read on the
+    host, as the seed did at every step. bench/gpu_steps.py times this same function."""
+    spectrograms, labels, input_lengths, label_lengths = batch
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad()
+    output = F.log_softmax(model(spectrograms), dim=2)  # (B, T, C)
+    loss = criterion(output.transpose(0, 1), labels, input_lengths, label_lengths)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train(a) -> dict:
     device = pick_device(a.device)
     if a.threads:
@@ -353,14 +368,10 @@ def train(a) -> dict:
     while not done:
         for spectrograms, labels, input_lengths, label_lengths, _texts, audio in train_loader:
             spectrograms, labels = spectrograms.to(device), labels.to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = onecycle_lr(progress(), a.lr)
-            optimizer.zero_grad()
-            output = F.log_softmax(model(spectrograms), dim=2)  # (B, T, C)
-            loss = criterion(output.transpose(0, 1), labels, input_lengths, label_lengths)
-            loss.backward()
-            optimizer.step()
-            loss_value = loss.item()  # the seed logged the loss at every step
+            batch = (spectrograms, labels, input_lengths, label_lengths)
+            loss_value = seed_step(
+                model, optimizer, criterion, batch, onecycle_lr(progress(), a.lr)
+            )
             nonfinite += not math.isfinite(loss_value)
             step += 1
             win_steps += 1

@@ -77,3 +77,9 @@ def slurm_cluster(tmp_path_factory):
     cluster = SlurmCluster.start(tmp_path_factory.mktemp("slurm"))
     yield cluster
     cluster.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """The Slurm tests first: their file takes the longest, and with `make test`'s two
+    processes a long file started last would leave the other process idle at the end."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_slurm.py"))

@@ -171,12 +171,16 @@ def test_speed_perturbation_changes_length_sampler_and_ctc_filter(utts) -> None:
     ds = SpeechDataset([tight, roomy], LogMel(SR, 32), None, output_frames=frames, wave_augment=aug)
     assert ds.speed_of(0, 0) == 1.0  # the filter sees 1.0 s / 1.1: too short, so no speed-up
     assert ds.speed_of(0, 1) == 1.1
-    loader, sampler = make_loader([tight, roomy], LogMel(SR, 32), None, 2, output_frames=frames,
-                                  wave_augment=aug, shuffle=True)  # fmt: skip
+    loader, sampler = make_loader(
+        [tight, roomy], LogMel(SR, 32), batch_size=2, output_frames=frames, wave_augment=aug,
+        shuffle=True,
+    )  # fmt: skip
     assert sampler.epoch_durations(0).tolist() == pytest.approx([1.0, 1.0 / 1.1])
     played = aug.apply(wave, *aug.plan(0, 1, 1.1)).shape[0]  # the roomy one, at 1.1x
-    lengths = sorted(next(iter(loader)).feat_lens.tolist())
+    batch = next(iter(loader))
+    lengths = sorted(batch.feat_lens.tolist())
     assert lengths == sorted([LogMel(SR, 32).num_frames(n) for n in (SR, played)])
+    assert batch.audio_seconds == pytest.approx(1.0 + 1.0 / 1.1)  # what was trained on
 
 
 @pytest.mark.parametrize("make", [decaying_noise_rir, room_rir])

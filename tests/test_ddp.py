@@ -197,7 +197,7 @@ def _steps_agree(ddp: distributed.DDP) -> None:
     assert math.isnan(vote.loss) and vote.audio_seconds == 3.0
     vote = ddp.vote([1.0, 4.0][rank], [1, 3][rank], 1.0)
     assert vote.loss == (1.0 * 1 + 4.0 * 3) / 4 and vote.scale == [1, 3][rank] * 2 / 4
-    assert ddp.max(rank, -rank) == [1.0, 0.0] and ddp.any(rank == 1)
+    assert ddp.max(rank, -rank) == [1.0, 0.0] and ddp.max(rank == 1) == [1.0]  # a flag: any
 
     # One global batch of three utterances: one on rank 0, two on rank 1.
     gen = torch.Generator().manual_seed(1)
@@ -273,7 +273,7 @@ def _sharded_evaluation(ddp: distributed.DDP, directory: str) -> None:
     """Each rank a shard of the batches, every rank the single process's result."""
     rank = ddp.rank
     utts = tone_utterances(Path(directory), 9)
-    loader, _ = make_loader(utts, LogMel(16000, 16), None, 2, 2, 0, False, 0)
+    loader, _ = make_loader(utts, LogMel(16000, 16), batch_size=2, num_buckets=2)
     model, vocab, cpu = tiny_model(), make_vocabulary(None), torch.device("cpu")
     whole = transcribe(model, loader, vocab, cpu)
     shard = shard_batches(loader, rank, ddp.world_size)

@@ -136,7 +136,15 @@ def test_loaders_leave_the_global_rng_alone(tmp_path, num_workers):
     torch.manual_seed(0)
     before = torch.get_rng_state()
     for augment, shuffle in ((aug, True), (None, False)):  # a train and an eval loader
-        loader, sampler = make_loader(utts, logmel, augment, 2, 2, 0, shuffle, num_workers)
+        loader, sampler = make_loader(
+            utts,
+            logmel,
+            batch_size=2,
+            augment=augment,
+            num_buckets=2,
+            shuffle=shuffle,
+            num_workers=num_workers,
+        )
         for epoch in range(2):
             sampler.set_epoch(epoch, start=epoch)  # the second as if resumed mid-epoch
             expected = [u for b in sampler.batches(epoch)[epoch:] for u in b]

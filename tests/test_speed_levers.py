@@ -28,7 +28,14 @@ def test_cached_features_and_persistent_workers_give_each_epochs_own_masks(tmp_p
     utts = tone_utterances(tmp_path, 5)
     logmel, aug = LogMel(16000, 32), SpecAugment(2, 8, 2, 20, 0.3)
     loader, sampler = make_loader(
-        utts, logmel, aug, 2, 2, 0, True, num_workers, cache=FeatureCache(8 * 2**20)
+        utts,
+        logmel,
+        batch_size=2,
+        augment=aug,
+        num_buckets=2,
+        shuffle=True,
+        num_workers=num_workers,
+        cache=FeatureCache(8 * 2**20),
     )
     seen: dict[int, dict[str, torch.Tensor]] = {}
     for epoch in range(3):
@@ -85,8 +92,8 @@ from asr.data.loader import default_num_workers, make_loader
 from asr.features import LogMel
 from tests.conftest import ROOT
 from tests.test_faults import tone_utterances
-LOADER, _ = make_loader(tone_utterances(Path(sys.argv[1]), 4), LogMel(16000, 32), None, 2, 2, 0,
-                        False, 1)
+LOADER, _ = make_loader(tone_utterances(Path(sys.argv[1]), 4), LogMel(16000, 32), batch_size=2,
+                        num_buckets=2, num_workers=1)
 print(sum(len(b) for b in LOADER))
 """
 

@@ -158,3 +158,27 @@ def test_patience_stops_a_run_that_no_longer_improves(corpus_cache: Path, tmp_pa
     evals = [m["step"] for m in read_jsonl(run_dir / "metrics.jsonl") if "dev/cer" in m]
     assert evals == [1, 2, 3]  # the first sets the best, two more without a better CER stop it
     assert json.loads((run_dir / "summary.json").read_text())["step"] == 3
+
+
+def test_a_resume_with_other_features_is_refused_unless_accepted(corpus_cache: Path, tmp_path):
+    """The command line's data.log_floor_db differs from the checkpoint's: resuming would switch
+    the features in the middle of the run. One line says so; the override goes on."""
+    run_dir = tmp_path / "run"
+    first = run_script(
+        "train.py", train_args(corpus_cache, run_dir, "trainer.max_steps=2"), tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    changed = train_args(corpus_cache, run_dir, "trainer.max_steps=4", "data.log_floor_db=40")
+    refused = run_script("train.py", changed, tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: resuming {run_dir / 'last.pt'}: data.log_floor_db is 60.0 there and 40.0 now, "
+        "which changes what is trained on; trainer.accept_changed_settings=true resumes anyway"
+    ]
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == 2  # nothing lost
+
+    accepted = run_script("train.py", [*changed, "trainer.accept_changed_settings=true"], tmp_path)
+    assert accepted.returncode == 0, accepted.stderr[-3000:]
+    assert "data.log_floor_db is 60.0 there and 40.0 now" in accepted.stdout
+    assert "resumed from" in accepted.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == 4

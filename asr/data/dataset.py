@@ -94,6 +94,7 @@ class Item:
     feats: torch.Tensor | None  # (F, T); None when the audio was unusable
     # (kind, detail) found on load: the one unusable kind when feats is None, else repairs
     problems: tuple[tuple[str, str], ...] = ()
+    seconds: float | None = None  # the audio as played: its duration over its speed factor
 
 
 class SpeechDataset(Dataset):
@@ -199,12 +200,14 @@ class SpeechDataset(Dataset):
         return Item(index, feats, loaded.notes)
 
     def __getitem__(self, index: int) -> Item:
+        speed = 1.0
         if self.wave_augment is not None:
             speed = self.speed_of(self.epoch, index)
             plan, g = self.wave_augment.plan(self.epoch, index, speed)
             item = self._features(index) if plan.empty else self._augmented(index, plan, g)
         else:
             item = self._features(index)
+        item.seconds = self.utts[index].duration / speed
         if item.feats is not None and self.augment is not None:
             with torch.no_grad():
                 item.feats = self.augment(item.feats, self.augment_generator(index))
@@ -220,9 +223,14 @@ class Batch:
     utts: list[Utterance]
     # (utt_id, kind, detail) found at load time: the items dropped, and the repairs made
     problems: list[tuple[str, str, str]]
+    # each utterance's audio as played (speed perturbation changes it); None: as in `utts`
+    seconds: list[float] | None = None
 
     @property
     def audio_seconds(self) -> float:
+        """The audio this batch trains on, in seconds: after speed perturbation, not before."""
+        if self.seconds is not None:
+            return sum(self.seconds)
         return sum(u.duration for u in self.utts)
 
     def __len__(self) -> int:
@@ -263,7 +271,11 @@ class Collate:
             targets[i, : len(u.labels)] = torch.tensor(u.labels)
         feat_lens = torch.tensor([it.feats.shape[1] for it in good], dtype=torch.long)
         target_lens = torch.tensor([len(u.labels) for u in utts], dtype=torch.long)
-        return Batch(feats, feat_lens, targets, target_lens, utts, problems)
+        played = [
+            u.duration if it.seconds is None else it.seconds
+            for it, u in zip(good, utts, strict=True)
+        ]
+        return Batch(feats, feat_lens, targets, target_lens, utts, problems, played)
 
 
 class BucketBatchSampler(Sampler[list[int]]):

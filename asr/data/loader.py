@@ -152,13 +152,13 @@ def _worker_context() -> multiprocessing.context.BaseContext | None:
 def make_loader(
     utts: list[Utterance],
     logmel: LogMel,
-    augment: SpecAugment | None,
+    *,
     batch_size: int,
+    augment: SpecAugment | None = None,
     num_buckets: int = 10,
     seed: int = 0,
     shuffle: bool = False,
     num_workers: int = 0,
-    *,
     output_frames: Callable[[float], int] | None = None,
     batch_seconds: float | None = None,
     rank: int = 0,
@@ -271,8 +271,8 @@ def make_training_data(
     train_loader, train_sampler = make_loader(
         splits.utts["train"],
         logmel,
-        make_augment(augment),
-        d.batch_size,
+        batch_size=d.batch_size,
+        augment=make_augment(augment),
         num_buckets=d.num_buckets,
         seed=seed,
         shuffle=True,
@@ -285,7 +285,7 @@ def make_training_data(
     eval_batch = d.eval_batch_size or d.batch_size
     eval_loaders = {
         split: shard_batches(
-            make_loader(utts, logmel, None, eval_batch, **common)[0], rank, world_size
+            make_loader(utts, logmel, batch_size=eval_batch, **common)[0], rank, world_size
         )
         for split, utts in splits.utts.items()
         if split != "train" and utts
