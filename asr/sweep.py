@@ -1,9 +1,14 @@
 """A Hydra callback that keeps a sweep's report current and says how the sweep went.
 
-The report is rebuilt from files after every job (Hydra does not call `on_multirun_end` after a
-failed job, and joblib runs `on_job_end` in worker processes), so it exists even when a sweep
-ends in a failure or is killed. The final count of succeeded and failed jobs is printed when
-the sweep process exits, whatever way it ends.
+The report's tables are rebuilt from files after every job (Hydra does not call
+`on_multirun_end` after a failed job, and joblib runs `on_job_end` in worker processes), so they
+exist even when a sweep ends in a failure or is killed. The plots, which take seconds, are drawn
+once, with the final count of succeeded and failed jobs, when the sweep process exits, whatever
+way it ends (`python -m asr.report <sweep dir>` draws them for a sweep that was killed).
+
+Under asr-sweep's Slurm launcher the jobs leave the report to the submitting process, which
+refreshes it as their results come in: a thousand-job array then rebuilds it a thousand times
+in one process, not in every job at once, all writing the same files.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ from asr import ranks
 from asr.decoding.tuning import make_tuning_report
 from asr.report import Job, load_jobs, make_report
 
+SLURM_LAUNCHER = "hydra_plugins.asr_sweep_launcher."  # reports from the submitting process
+
 
 def _count(jobs: list[Job], status: str) -> int:
     return sum(j.summary.get("status") == status for j in jobs)
 
 
-def _is_multirun(config: DictConfig) -> bool:
-    return config.hydra.mode == RunMode.MULTIRUN
+def _reports_here(config: DictConfig) -> bool:
+    """A multirun job whose launcher does not report for it (asr-sweep's Slurm launcher does),
+    on rank 0 under DDP."""
+    if config.hydra.mode != RunMode.MULTIRUN or not ranks.is_main_rank():
+        return False
+    return not str(config.hydra.launcher.get("_target_", "")).startswith(SLURM_LAUNCHER)
 
 
 class SweepCallback(Callback):
@@ -41,14 +52,14 @@ class SweepCallback(Callback):
         atexit.register(self._final_words)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not _is_multirun(config) or not ranks.is_main_rank():
+        if not _reports_here(config):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         job = Path(config.hydra.runtime.output_dir).name
         status = getattr(job_return.status, "name", str(job_return.status)).lower()
         error = f": {job_return._return_value}" if status == "failed" else ""
         jobs = load_jobs(sweep_dir)
-        make_report(sweep_dir, plots=self.plots, jobs=jobs)
+        make_report(sweep_dir, plots=False, jobs=jobs)
         ok, failed = _count(jobs, "ok"), _count(jobs, "failed")
         print(f"[sweep] job {job} {status}{error} | {ok} ok, {failed} failed so far", flush=True)
 
@@ -74,9 +85,9 @@ class TuningCallback(Callback):
         atexit.register(self._final_words)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not _is_multirun(config):
+        if not _reports_here(config):
             return
-        make_tuning_report(config.hydra.sweep.dir, plots=self.plots)
+        make_tuning_report(config.hydra.sweep.dir, plots=False)
         job = Path(config.hydra.runtime.output_dir).name
         status = getattr(job_return.status, "name", str(job_return.status)).lower()
         error = f": {job_return._return_value}" if status == "failed" else ""

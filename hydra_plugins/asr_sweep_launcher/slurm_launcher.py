@@ -16,6 +16,9 @@ was seen to do:
   job would end before the trainer had saved. The script traps USR2 first.
 - **A requeued job resumes.** A job requeued on the warning reruns the same Hydra job, whose
   run directory holds the last.pt that the trainer saved before it was requeued (asr.cluster).
+- **One process reports.** The jobs leave the sweep's report to this one, which refreshes its
+  tables as their results come in (asr.sweep draws the plots at the end), rather than every
+  job rebuilding it at once into the same files.
 
 (No `from __future__ import annotations` here: Hydra's plugin scan imports this module without
 registering it in sys.modules, where dataclasses look string annotations up.)
@@ -136,7 +139,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 )
             )
         jobs = self._executor().map_array(self, *zip(*job_args, strict=True))
-        lost = self._wait(jobs)
+        lost = self._wait(jobs, sweep_dir)
         return [
             self._result(job, list(overrides), lost.get(job.job_id))
             for job, overrides in zip(jobs, job_overrides, strict=True)
@@ -158,14 +161,17 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         )
         return executor
 
-    def _wait(self, jobs: Sequence[Any]) -> dict[str, str]:
-        """Wait until every job has a result or has left the queue without one; return the
-        lost ones' last known Slurm state."""
+    def _wait(self, jobs: Sequence[Any], sweep_dir: Path) -> dict[str, str]:
+        """Wait until every job has a result or has left the queue without one, refreshing the
+        sweep's report as they end; return the lost ones' last known Slurm state."""
+        from asr.report import make_report  # lazy: Hydra imports plugins at every start
+
         waiting = {job.job_id: job for job in jobs}
         last_state: dict[str, str] = {}
         gone_since: dict[str, float] = {}
         lost: dict[str, str] = {}
         while waiting:
+            before = len(waiting)
             states = slurm_states(list(waiting))
             now = time.monotonic()
             for job_id, job in list(waiting.items()):
@@ -183,6 +189,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 if now - gone_since.setdefault(job_id, now) >= self.result_grace_s:
                     lost[job_id] = last_state[job_id]
                     del waiting[job_id]
+            if len(waiting) < before:
+                make_report(sweep_dir, plots=False)
+                log.info(f"{len(jobs) - len(waiting)} of {len(jobs)} jobs ended")
             if waiting:
                 time.sleep(self.poll_s)
         return lost
