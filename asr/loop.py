@@ -11,12 +11,10 @@
     Trainer.finish        best.pt on test -> summary.json, W&B
 
 Exact resume: a run killed at any moment (even SIGKILL) and restarted with the same command
-continues from its last checkpoint and ends with the same weights, bit for bit, as a run that
-never stopped (with step or epoch budgets; a max_minutes budget depends on the clock). That
-holds because everything a step depends on is either in the checkpoint (weights, optimizer,
-counters, torch's global RNG, which dropout draws from) or a pure function of (seed, epoch,
-position): the batch order (BucketBatchSampler), SpecAugment's masks (SpeechDataset), and
-nothing else draws from the global RNG (the DataLoaders have their own generators).
+ends with the same weights, bit for bit, as one that never stopped (with step or epoch
+budgets): everything a step depends on is in the checkpoint (weights, optimizer, counters,
+every RNG) or a pure function of (seed, epoch, position), such as the batch order and
+SpecAugment's masks; nothing else draws from the global RNG that dropout uses.
 
 Signals (asr.cluster): SIGTERM and Ctrl-C save last.pt and stop; the scheduler's warning
 (USR2) saves last.pt and has the job requeued, to resume in the same run directory.
@@ -110,13 +108,9 @@ class Trainer:
 
     def run(self) -> float:
         """Train until a budget, a signal or patience says stop; then test best.pt."""
-        facts = dict(
-            device=str(self.device), world_size=self.ddp.world_size, n_params=self.n_params
-        )
-        facts.update(torch_threads=torch.get_num_threads(), run_dir=str(self.run_dir))
-        facts.update(train_utterances=len(self.data.utts["train"]))
-        with self.log.start(self.run_dir, self.cfg.logger, self.meta, self.run_id, **facts):
-            print(f"model: {self.n_params:,} parameters on {self.device}; run dir {self.run_dir}")
+        n_utts = len(self.data.utts["train"])
+        meta, run_id = self.meta, self.run_id
+        with self.log.start(self.run_dir, self.cfg.logger, meta, run_id, self.n_params, n_utts):
             with self.stop:
                 done = self.ranks_agree_to_stop()
                 while not done:

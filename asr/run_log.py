@@ -50,6 +50,7 @@ class RunLog:
         wall_start: float,
     ) -> None:
         self.ddp, self.fail_after = ddp, fail_after  # trainer.max_nonfinite_steps
+        self.device = device
         self.wall_start = wall_start  # time.time() when the run's process began setting up
         self.counters, self.report, self.elapsed, self.n_samples = (
             counters,
@@ -68,14 +69,26 @@ class RunLog:
         cfg: LoggerConfig,
         meta: dict[str, Any],
         run_id: str | None,
-        **facts: Any,
+        n_params: int,
+        train_utterances: int,
     ) -> Tracker | NullTracker:
         """Open the tracker of the run in `folder` (on rank 0 alone) and record in summary.json
-        who runs it, where, and on what (`facts`)."""
+        who runs it, where, and on what; then say so on the console."""
         config = {**meta["config"], "overrides": meta["overrides"]}
         self.tracker = open_tracker(folder, cfg, config, run_id, main=self.ddp.is_main)
-        step = self.counters.step
-        announce(self.tracker, step=step, report=self.report, overrides=meta["overrides"], **facts)
+        announce(
+            self.tracker,
+            step=self.counters.step,
+            n_params=n_params,
+            report=self.report,
+            overrides=meta["overrides"],
+            run_dir=str(folder),
+            device=str(self.device),
+            torch_threads=torch.get_num_threads(),
+            world_size=self.ddp.world_size,
+            train_utterances=train_utterances,
+        )
+        print(f"model: {n_params:,} parameters on {self.device}; run dir {folder}")
         return self.tracker
 
     def add(self, result: StepResult) -> None:

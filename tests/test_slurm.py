@@ -150,6 +150,24 @@ def test_a_grid_is_one_job_array_and_a_job_killed_hard_leaves_the_others_finishe
     assert "python evaluate.py ckpt=" in result.stdout and (tune / "tuning.md").is_file()
 
 
+def test_slurm_ddp_runs_one_job_as_one_ddp_run_of_its_tasks(
+    slurm_cluster: SlurmCluster, corpus_cache: Path, tmp_path: Path
+):
+    """hydra/launcher=slurm_ddp: srun starts the job's tasks, one process per GPU (here two
+    CPU tasks), which train as one DDP run; the launcher waits for every task's result."""
+    sweep = tmp_path / "sweep"
+    launcher = ["hydra/launcher=slurm_ddp", "hydra.launcher.tasks_per_node=2", *LAUNCHER[1:]]
+    args = [str(ROOT / "train.py"), "--multirun", *launcher, *common(corpus_cache)]
+    args += ["trainer.max_steps=2"]
+    result = run(slurm_cluster, [*args, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = job_folders(sweep)
+    s = summary(job)
+    assert s["status"] == "ok" and s["world_size"] == 2 and s["step"] == 2
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
+    assert "ddp: rank 0 of 2 (slurm" in logs and "ddp: rank 1 of 2 (slurm" in logs
+
+
 # ---- preemption and time limits -----------------------------------------------------------------
 
 STEPS = 80  # long enough that a warning sent after step 10 lands mid-run

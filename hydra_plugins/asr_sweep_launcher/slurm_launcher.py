@@ -105,6 +105,11 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str] | None:
     return states
 
 
+def has_result(job: Any) -> bool:
+    """Every task of the submitit job wrote its result (a DDP job has one task per rank)."""
+    return all(job.task(i).paths.result_pickle.exists() for i in range(job.num_tasks))
+
+
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
     """hydra-submitit-launcher's Slurm launcher, with the additions of the module docstring."""
 
@@ -175,7 +180,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             states = slurm_states(list(waiting))
             now = time.monotonic()
             for job_id, job in list(waiting.items()):
-                if job.paths.result_pickle.exists():
+                if has_result(job):
                     del waiting[job_id]
                     continue
                 if states is None:
@@ -210,7 +215,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         else:
             error = JobLost(
                 f"Slurm job {job.job_id} ended ({lost_state}) without a result: killed, out of "
-                f"memory or out of time? Its log: {job.paths.stderr}"
+                f"memory or out of time? Its log: {job.task(0).paths.stderr}"
             )
         run_dir = self._run_dir(overrides)
         finished = read_summary(run_dir).get("status") == "ok"
