@@ -26,7 +26,14 @@ from asr.distributed import DDP
 from asr.features import FEATURE_KEYS
 from asr.schema import ConfigError, TrainConfig, TrainerConfig
 
-__all__ = ["Counters", "changed_settings", "restore", "resume_state"]
+__all__ = [
+    "Counters",
+    "changed_settings",
+    "check_resumable",
+    "init_weights",
+    "restore",
+    "resume_state",
+]
 
 TEXT_KEYS = ("language", "alphabet")  # the labels: normalisation and the output symbols
 

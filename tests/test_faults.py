@@ -255,11 +255,16 @@ def assert_checkpoints_readable(run_dir: Path) -> None:
         checkpoint.load(path)  # raises on a torn or foreign file
 
 
-def assert_same_training(reference: Path, run_dir: Path) -> None:
+def assert_same_training(reference: Path, run_dir: Path, steps: int = MAX_STEPS) -> None:
     """Same step count and the same weights, bit for bit, as the uninterrupted run."""
     ref, got = read_summary(reference), read_summary(run_dir)
-    assert got["status"] == "ok" and got["step"] == ref["step"] == MAX_STEPS
+    assert got["status"] == "ok" and got["step"] == ref["step"] == steps
     assert got["best_dev_cer"] == ref["best_dev_cer"] and got["test_cer"] == ref["test_cer"]
+    assert_same_checkpoints(reference, run_dir)
+
+
+def assert_same_checkpoints(reference: Path, run_dir: Path) -> None:
+    """last.pt and best.pt hold the same step, weights, optimizer state and RNG, bit for bit."""
     for name in ("last.pt", "best.pt"):
         a, b = checkpoint.load(reference / name), checkpoint.load(run_dir / name)
         assert a["counters"]["step"] == b["counters"]["step"], name

@@ -192,13 +192,7 @@ def one_thread_reference(corpus_cache: Path, tmp_path_factory) -> Path:
 
 def assert_resumed_exactly(reference: Path, run_dir: Path, stopped_at: int) -> None:
     """Ended as the reference did, bit for bit; one W&B run, which logged up to the save."""
-    import tests.test_faults as faults
-
-    faults.MAX_STEPS, saved = STEPS, faults.MAX_STEPS
-    try:
-        assert_same_training(reference, run_dir)
-    finally:
-        faults.MAX_STEPS = saved
+    assert_same_training(reference, run_dir, steps=STEPS)
     s = summary(run_dir)
     assert s["requeues"] == 1 and s["status"] == "ok"
     attempts = sorted((run_dir / "wandb").glob("offline-run-*"))
