@@ -298,12 +298,14 @@ def test_sigkill_at_random_moments_then_restart_ends_exactly_like_an_uninterrupt
     args = train_args(corpus_cache, run_dir)
     wrapper = write_wrapper(tmp_path)
     metrics = run_dir / "metrics.jsonl"
-    rng = random.Random(int(os.environ.get("FAULT_TEST_SEED", "20261126")))  # other plans
+    seed = int(os.environ.get("FAULT_TEST_SEED", "20261126"))  # other seeds, other plans
+    rng = random.Random(seed)
     # Once during start-up (before any checkpoint: W&B's id must survive it), then at random
     # steps spread over the run; two of those wait for the next checkpoint write and kill it.
     plan = [("startup", 0)] + [("step", s) for s in sorted(rng.sample(range(2, MAX_STEPS), 5))]
     for i in rng.sample(range(1, len(plan)), 2):
         plan[i] = ("write", plan[i][1])
+    print(f"FAULT_TEST_SEED={seed}: kills at {plan}")  # shown with a failure, to replay it
 
     resumed_at = []
     for n, (moment, step) in enumerate(plan):
