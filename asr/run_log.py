@@ -26,7 +26,7 @@ from asr.inference import Transcripts
 from asr.resume import Counters
 from asr.step import DeviceTally, LogWindow, StepResult, TallyReading
 from asr.tracking import NullTracker, Tracker
-from asr.tracking.record import announce, open_tracker, progress_summary
+from asr.tracking.record import announce, progress_summary
 from asr.tracking.wandb_run import LoggerConfig
 
 __all__ = ["NonFiniteError", "RunLog"]
@@ -75,7 +75,8 @@ class RunLog:
         """Open the tracker of the run in `folder` (on rank 0 alone) and record in summary.json
         who runs it, where, and on what; then say so on the console."""
         config = {**meta["config"], "overrides": meta["overrides"]}
-        self.tracker = open_tracker(folder, cfg, config, run_id, main=self.ddp.is_main)
+        if self.ddp.is_main:  # rank 0 alone: one summary.json, metrics.jsonl and W&B run per job
+            self.tracker = Tracker(folder, cfg, config, run_id)
         announce(
             self.tracker,
             step=self.counters.step,

@@ -12,26 +12,12 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from asr.cluster import slurm_job_id, slurm_restarts
 from asr.tracking import NullTracker, Tracker
-from asr.tracking.wandb_run import LoggerConfig
 
-__all__ = ["announce", "open_tracker", "progress_summary"]
-
-
-def open_tracker(
-    run_dir: Path,
-    cfg: LoggerConfig,
-    config: Mapping[str, Any],
-    run_id: str | None,
-    *,
-    main: bool,
-) -> Tracker | NullTracker:
-    """Rank 0 alone tracks: one summary.json, one metrics.jsonl, one W&B run per job."""
-    return Tracker(run_dir, cfg, config, run_id) if main else NullTracker()
+__all__ = ["announce", "progress_summary"]
 
 
 def announce(
