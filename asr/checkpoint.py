@@ -4,11 +4,19 @@ A checkpoint holds everything needed to continue or to evaluate without any conf
 weights, optimizer, schedule progress, RNG states, the resolved config, the vocabulary, the
 W&B run id and provenance (git commit, package versions, a hash of the manifests).
 `checkpoint_data` and `checkpoint_source` read back what it was trained on.
+
+A checkpoint is a file people share, so loading one never runs code: `load` unpickles with
+torch's weights-only unpickler, which builds tensors and plain containers and nothing else.
+Everything a checkpoint holds is one of those (NumPy's RNG state is kept as plain values since
+format 2); format 1 files held it as a NumPy array, whose three constructors are allowed by name
+for them. A file that needs anything more is refused in one line, unless the user says they
+trust it (`trust=True`: `trainer.trust_checkpoint`, `trust_checkpoint=true`, `--trust-checkpoint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import platform
 import random
@@ -24,10 +32,12 @@ import torch
 from asr.data.corpus import resolve_manifests
 from asr.data.manifest import manifest_digest
 from asr.data.synth import SynthSpec
-from asr.schema import ConfigError, DataConfig, RecipeSpec
+from asr.disk import space_for
+from asr.schema import ConfigError, DataConfig, RecipeSpec, default_cache_dir
 from asr.text import Vocabulary
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: NumPy's RNG state as plain values (1: a pickled ndarray)
+READABLE_VERSIONS = (1, 2)
 PACKAGES = ("torch", "torchaudio", "hydra-core", "omegaconf", "jiwer", "wandb", "soundfile")
 
 
@@ -36,13 +46,20 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
 
     A SIGKILL mid-write leaves only a `.NAME.tmp-PID` file behind, never a torn `NAME`; the
     next save of the same name (or `remove_stale_temporaries` at start-up) deletes it.
+
+    The state is serialized in memory first: its size is then known before the disk is
+    touched, and a disk too full for it fails with `asr.disk.DiskFullError` (its one line
+    names the file, the size and the free space) instead of a serializer's internal error.
     """
     path = Path(path)
     remove_stale_temporaries(path.parent, path.name)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
+        with space_for(path, len(data)), open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -92,11 +109,75 @@ def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
     return path
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    state = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=False)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint format {state.get('format_version')}")
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be loaded safely, or is not one: the message is one line."""
+
+
+# What unpickling a NumPy array calls (format 1 kept NumPy's RNG state as one), allowed by name:
+# `_reconstruct` under its NumPy 2 and NumPy 1 module names. None of them can run code.
+_reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
+NUMPY_ARRAY_GLOBALS = {
+    "numpy._core.multiarray._reconstruct": _reconstruct,
+    "numpy.core.multiarray._reconstruct": _reconstruct,
+    "numpy.ndarray": np.ndarray,
+    "numpy.dtype": np.dtype,
+    "numpy.dtypes.UInt32DType": type(np.dtype(np.uint32)),
+}
+
+
+def _globals_needed(path: Path) -> list[str]:
+    """The classes and functions the file's pickle would call that the weights-only unpickler
+    does not allow by itself (read from the pickle's opcodes: nothing is run)."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as e:  # not a zip archive, torn, not a pickle
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def load(
+    path: str | Path, map_location: str | torch.device = "cpu", *, trust: bool = False
+) -> dict[str, Any]:
+    """A checkpoint's state, unpickled without running any code the file may hold.
+
+    `trust=True` is the way back for a file that needs more than tensors and plain values (a
+    hand-made or foreign checkpoint): it is unpickled in full, which can run anything, after a
+    warning.
+    """
+    path = resolve_checkpoint(path)
+    unsafe = [name for name in _globals_needed(path) if name not in NUMPY_ARRAY_GLOBALS]
+    if unsafe and not trust:
+        listed = ", ".join(unsafe[:3]) + (f" and {len(unsafe) - 3} more" if unsafe[3:] else "")
+        raise CheckpointError(
+            f"{path}: refused: unpickling it would call {listed}, which a checkpoint never "
+            "needs and which can run code; if you trust where it came from, pass "
+            "trust_checkpoint=true (asr.lm: --trust-checkpoint)"
+        )
+    try:
+        if unsafe:  # trusted by the user
+            print(f"warning: {path}: unpickling it in full (trusted): it can run code")
+            state = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            allowed = [(obj, name) for name, obj in NUMPY_ARRAY_GLOBALS.items()]
+            with torch.serialization.safe_globals(allowed):
+                state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torn data, a class renamed since, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: not an asr-sweep checkpoint (format {version!r})")
     return state
+
+
+def estimated_bytes(model: torch.nn.Module) -> int:
+    """About what a training checkpoint of `model` takes on disk: the weights, an Adam-style
+    optimizer's two moments of each (SGD's one is less), and 64 KB for the config and the rest."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 3 * weights + (1 << 16)
 
 
 def checkpoint_data(state: dict[str, Any]) -> DataConfig:
@@ -115,27 +196,34 @@ def checkpoint_data(state: dict[str, Any]) -> DataConfig:
 
 def split_manifest(state: dict[str, Any], data: DataConfig, split: str) -> Path:
     """The manifest of one split of the checkpoint's data: where training read it, or, on
-    another machine, rebuilt from the data config (the embedded corpus is generated)."""
+    another machine, rebuilt from the data config (the embedded corpus is generated) into
+    this machine's cache: a checkpoint from elsewhere does not choose where files are written."""
     manifest = Path(state["manifests"].get(split, ""))
     if manifest.is_file():
         return manifest
-    manifests = resolve_manifests(data)
+    manifests = resolve_manifests(dataclasses.replace(data, cache_dir=default_cache_dir()))
     if split not in manifests:
         raise ConfigError(f"split={split}: the checkpoint's data has no {split} split")
     return manifests[split]
 
 
-def checkpoint_source(ckpt: str | Path, split: str) -> tuple[Path, str, Vocabulary]:
+def checkpoint_source(
+    ckpt: str | Path, split: str, *, trust: bool = False
+) -> tuple[Path, str, Vocabulary]:
     """(manifest of `split`, language, vocabulary) of a checkpoint or run directory."""
-    state = load(resolve_checkpoint(ckpt, "best.pt"))
+    state = load(resolve_checkpoint(ckpt, "best.pt"), trust=trust)
     data = checkpoint_data(state)
     return split_manifest(state, data, split), data.language, Vocabulary.from_dict(state["vocab"])
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values, which `load` reads without unpickling
+    any class (NumPy's key, an array, becomes a list of ints)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {**numpy_state["state"], "key": numpy_state["state"]["key"].tolist()}
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": numpy_state,
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -145,7 +233,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # a dict (format 2) or a legacy tuple (format 1)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

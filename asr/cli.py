@@ -1,9 +1,11 @@
 """Hydra glue for the entry points: one job of a run or of a sweep, and its error reporting.
 
-- A bad config or missing input exits 2 with one line in a single run. In a multirun the job
-  is recorded as failed (summary.json) and the error raised, so Hydra moves on to the next job.
+- A bad config, missing input or refused checkpoint exits 2 with one line in a single run; a
+  diverged run or a full disk exits 1 with one line. In a multirun the job is recorded as
+  failed (summary.json) and the error raised, so Hydra moves on to the next job.
 - In a sweep, a job whose summary says `ok` is skipped, a `failed` one restarts from scratch,
-  and an interrupted one resumes from its `last.pt` (the loop does that by itself).
+  and an interrupted one, or one that failed for a full disk (`resumable`), resumes from its
+  `last.pt` (the loop does that by itself).
 - Sweep jobs log to one W&B group, named after the sweep directory so it survives a resume.
 - Under DDP (torchrun, Slurm tasks) every rank runs the job; rank 0 decides whether a sweep job
   is skipped or restarted, and ranks other than 0 print into their own log file in the run dir.
@@ -29,6 +31,7 @@ from asr import distributed, ranks
 from asr.cluster import RunInterrupted
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
+from asr.disk import DiskFullError
 from asr.loop import NonFiniteError, train
 from asr.report import parse_overrides
 from asr.schema import ConfigError, LoggerConfig
@@ -102,7 +105,7 @@ def run_job(fn: Callable[[], T]) -> T:
     except RunInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         sys.exit(143)  # stops a sweep too: rerun the same command to resume
-    except NonFiniteError as e:  # a diverged run, not a bug: one line, not a traceback
+    except (NonFiniteError, DiskFullError) as e:  # not bugs: one line, not a traceback
         if is_multirun():
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -184,7 +187,7 @@ def _sweep_job(
     if previous.get("status") == "ok":
         print(f"[sweep] {run_dir.name}: already finished (dev CER {previous.get('best_dev_cer')})")
         return float(previous.get("best_dev_cer") or "inf")
-    if previous.get("status") == "failed":
+    if previous.get("status") == "failed" and not previous.get("resumable"):
         print(f"[sweep] {run_dir.name}: failed before, rerunning from scratch")
         for name in RUN_FILES if ddp.is_main else ():
             path = run_dir / name
@@ -201,7 +204,8 @@ def _sweep_job(
         raise
     except Exception as e:
         if ddp.is_main:
-            record_failure(run_dir, e, overrides=overrides)
+            with contextlib.suppress(DiskFullError):  # the job's own error says more
+                record_failure(run_dir, e, overrides=overrides)
         if ddp.enabled and not isinstance(e, _AGREED_ERRORS):
             # One rank failed on its own: the others wait in a collective it will never join.
             # Hydra would go on to the next job out of step with them, so end this process

@@ -63,7 +63,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint.resolve_checkpoint(cfg.ckpt, "best.pt")
-    state = checkpoint.load(ckpt_path)
+    state = checkpoint.load(ckpt_path, trust=cfg.trust_checkpoint)
     device = pick_device(cfg.device, key="device")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -1,7 +1,8 @@
 """Export a checkpoint's acoustic model to ONNX or TorchScript, with a JSON sidecar and a check.
 
 ``python -m asr.export ckpt=RUN_DIR_OR_FILE format=onnx|torchscript [out=PATH] [opset=17]
-[check=true]``; `load_exported` runs the result where a DeepSpeech2 stands (evaluation).
+[check=true] [trust_checkpoint=false]``; `load_exported` runs the result where a DeepSpeech2
+stands (evaluation).
 
 * Traced, both formats (``torch.onnx.export(dynamo=False)``, ``torch.jit.trace``): the dynamo
   exporter and ``torch.export`` fail on ``nn.GRU`` (the time axis gets specialised) and on the
@@ -37,7 +38,7 @@ from asr.features import FEATURE_KEYS
 from asr.model import DeepSpeech2, conv_output_lengths, load_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
-KEYS = ("ckpt", "format", "out", "opset", "check")
+KEYS = ("ckpt", "format", "out", "opset", "check", "trust_checkpoint")
 INPUTS, OUTPUTS = ("feats", "feat_lens"), ("log_probs", "out_lens")
 DYNAMIC_AXES = {"feats": {0: "batch", 2: "time"}, "feat_lens": {0: "batch"},
                 "log_probs": {0: "batch", 1: "frames"}, "out_lens": {0: "batch"}}  # fmt: skip
@@ -204,6 +205,8 @@ def export(
     out: str | Path | None = None,
     opset: int = DEFAULT_OPSET,
     check: bool = True,
+    *,
+    trust: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Export a checkpoint (file, or run directory holding best.pt); write the sidecar after the
     parity check passes. Returns the exported file and the sidecar's dict."""
@@ -213,7 +216,7 @@ def export(
         raise UsageError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1} (got {opset})")
     try:
         ckpt_path = checkpoint.resolve_checkpoint(ckpt, "best.pt")
-        state = checkpoint.load(ckpt_path)
+        state = checkpoint.load(ckpt_path, trust=trust)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     out_path = Path(out) if out else ckpt_path.with_suffix(FORMATS[fmt])
@@ -232,7 +235,13 @@ def export(
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    args: dict[str, Any] = {"format": "onnx", "out": None, "opset": DEFAULT_OPSET, "check": True}
+    args: dict[str, Any] = {
+        "format": "onnx",
+        "out": None,
+        "opset": DEFAULT_OPSET,
+        "check": True,
+        "trust_checkpoint": False,
+    }
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in KEYS:
@@ -242,16 +251,28 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise UsageError("ckpt=<checkpoint file or run directory> is required")
     if not str(args["opset"]).isdigit():
         raise UsageError(f"opset must be an integer (got {args['opset']!r})")
-    check = str(args["check"]).lower()
-    if check not in ("true", "false", "1", "0"):
-        raise UsageError(f"check must be true|false (got {args['check']!r})")
-    return {**args, "opset": int(args["opset"]), "check": check in ("true", "1")}
+    flags = {key: _flag(args, key) for key in ("check", "trust_checkpoint")}
+    return {**args, "opset": int(args["opset"]), **flags}
+
+
+def _flag(args: dict[str, Any], key: str) -> bool:
+    value = str(args[key]).lower()
+    if value not in ("true", "false", "1", "0"):
+        raise UsageError(f"{key} must be true|false (got {args[key]!r})")
+    return value in ("true", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        out, meta = export(args["ckpt"], args["format"], args["out"], args["opset"], args["check"])
+        out, meta = export(
+            args["ckpt"],
+            args["format"],
+            args["out"],
+            args["opset"],
+            args["check"],
+            trust=args["trust_checkpoint"],
+        )
     except (UsageError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ from asr import checkpoint, distributed
 from asr.budget import Budget
 from asr.cluster import RunInterrupted, StopFlag
 from asr.data.dataset import Batch
+from asr.disk import warn_if_low
 from asr.inference import Transcripts, ctc_loss, transcribe_shards
 from asr.optim import lr_at, set_lr
 from asr.precision import configure_precision, pick_device
@@ -110,6 +111,8 @@ class Trainer:
         """Train until a budget, a signal or patience says stop; then test best.pt."""
         n_utts = len(self.data.utts["train"])
         meta, run_id = self.meta, self.run_id
+        if self.ddp.is_main:  # said now rather than at the first save
+            warn_if_low(self.run_dir, checkpoint_bytes=checkpoint.estimated_bytes(self.model))
         with self.log.start(self.run_dir, self.cfg.logger, meta, run_id, self.n_params, n_utts):
             with self.stop:
                 done = self.ranks_agree_to_stop()
@@ -282,7 +285,8 @@ class Trainer:
             self.evaluate_dev()  # also saves last.pt
         self.ddp.barrier()  # rank 0 has finished writing best.pt
         if (self.run_dir / "best.pt").is_file():
-            self.model.load_state_dict(checkpoint.load(self.run_dir / "best.pt")["model"])
+            best = checkpoint.load(self.run_dir / "best.pt", trust=self.cfg.trust_checkpoint)
+            self.model.load_state_dict(best["model"])
         final = self.log.summary()
         if "test" in self.eval_loaders:
             final.update(self.log.test_row(self.transcribe("test", with_loss=False)))

@@ -57,7 +57,7 @@ class Counters:
 
 
 def resume_state(
-    run_dir: Path, trainer: TrainerConfig, ddp: DDP
+    run_dir: Path, trainer: TrainerConfig, ddp: DDP, *, trust: bool = False
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """(the checkpoint to resume from, its state), or (None, None) for a fresh run."""
     if ddp.is_main:  # rank 0 writes the checkpoints, so only it may clean up after them
@@ -67,7 +67,7 @@ def resume_state(
     if path is None and trainer.resume:
         path = checkpoint.resolve_checkpoint(trainer.resume, "last.pt")
     path = ddp.broadcast(path)  # a shared disk may lag
-    return path, (checkpoint.load(path) if path else None)
+    return path, (checkpoint.load(path, trust=trust) if path else None)
 
 
 def changed_settings(state: dict[str, Any], cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
@@ -119,9 +119,9 @@ def restore(
     return counters
 
 
-def init_weights(model: torch.nn.Module, source: str) -> None:
+def init_weights(model: torch.nn.Module, source: str, *, trust: bool = False) -> None:
     """`trainer.init_from`: a new run starting from another run's best weights."""
-    init = checkpoint.load(checkpoint.resolve_checkpoint(source, "best.pt"))
+    init = checkpoint.load(checkpoint.resolve_checkpoint(source, "best.pt"), trust=trust)
     try:
         model.load_state_dict(init["model"])
     except RuntimeError as e:

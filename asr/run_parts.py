@@ -44,7 +44,7 @@ class RunParts:
 
 def build_run_parts(cfg: TrainConfig, run_dir: Path, *, ddp: DDP, device: torch.device) -> RunParts:
     torch.manual_seed(cfg.seed)
-    resume_from, state = resume.resume_state(run_dir, cfg.trainer, ddp)
+    resume_from, state = resume.resume_state(run_dir, cfg.trainer, ddp, trust=cfg.trust_checkpoint)
     if state is not None:
         resume.check_resumable(state, cfg, resume_from)
     d = cfg.data
@@ -85,7 +85,7 @@ def build_run_parts(cfg: TrainConfig, run_dir: Path, *, ddp: DDP, device: torch.
         run_id = state.get("wandb_run_id")
         print(f"resumed from {resume_from} at step {counters.step}, epoch {counters.epoch}")
     elif cfg.trainer.init_from:
-        resume.init_weights(model, cfg.trainer.init_from)
+        resume.init_weights(model, cfg.trainer.init_from, trust=cfg.trust_checkpoint)
         print(f"initialised weights from {cfg.trainer.init_from}")
     if state is None:
         ddp.seed(cfg.seed)  # dropout masks differ between ranks

@@ -358,6 +358,9 @@ class TrainConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # dev and test evaluations
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
+    # Checkpoints (a resume, trainer.init_from) load without running code: a file that needs
+    # more than tensors and plain values is refused. true unpickles it in full, with a warning.
+    trust_checkpoint: bool = False
 
 
 @dataclass
@@ -372,6 +375,7 @@ class EvaluateConfig:
     runtime: str = "torch"  # torch | onnx (onnxruntime, the [export] extra)
     cache_emissions: bool = True  # reuse the model's log-probs across decoder settings
     objective: str = "cer"  # what the job returns to a sweeper: cer | wer
+    trust_checkpoint: bool = False  # unpickle a checkpoint that needs more than plain values
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -413,6 +417,7 @@ class TranscribeConfig:
     num_threads: int | None = None
     runtime: str = "torch"  # torch | onnx
     progress: bool = True  # a progress bar over the files
+    trust_checkpoint: bool = False  # unpickle a checkpoint that needs more than plain values
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def __post_init__(self) -> None:

@@ -69,7 +69,7 @@ class Transcriber:
     def __init__(self, cfg: TranscribeConfig) -> None:
         self.cfg = cfg
         ckpt = checkpoint.resolve_checkpoint(cfg.ckpt, "best.pt")
-        state = checkpoint.load(ckpt)
+        state = checkpoint.load(ckpt, trust=cfg.trust_checkpoint)
         self.device = pick_device(cfg.device, key="device")
         data = checkpoint_data(state)
         self.vocab = Vocabulary.from_dict(state["vocab"])

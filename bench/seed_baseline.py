@@ -421,7 +421,7 @@ def decode(a) -> dict:
     device = pick_device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
-    state = torch.load(a.ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(a.ckpt, map_location="cpu", weights_only=True)  # never runs code
     saved = argparse.Namespace(**state["args"])
     saved.batch_size = a.batch_size or saved.batch_size
     model = build_model(saved)

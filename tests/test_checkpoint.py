@@ -4,6 +4,7 @@ import subprocess
 import sys
 from importlib import metadata
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,12 +37,15 @@ def test_atomic_save_and_load_round_trip(tmp_path):
     assert set(prov) >= {"git_commit", "python", "packages", "manifest_hash"}
 
 
-def test_rng_state_restores_exactly():
+def test_rng_state_restores_exactly(tmp_path):
     state = checkpoint.rng_state()
-    a = (random.random(), torch.rand(3))
-    checkpoint.set_rng_state(state)
-    b = (random.random(), torch.rand(3))
-    assert a[0] == b[0] and torch.equal(a[1], b[1])
+    a = (random.random(), np.random.rand(3), torch.rand(3))
+    checkpoint.save_atomic(
+        {"format_version": checkpoint.FORMAT_VERSION, "rng": state}, tmp_path / "r.pt"
+    )
+    checkpoint.set_rng_state(checkpoint.load(tmp_path / "r.pt")["rng"])  # through the file
+    b = (random.random(), np.random.rand(3), torch.rand(3))
+    assert a[0] == b[0] and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
 
 
 def test_missing_checkpoint_says_where(tmp_path):

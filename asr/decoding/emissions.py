@@ -5,14 +5,22 @@ the same log-probs, so they are cached on disk, keyed by what determines them: t
 bytes, the manifest's bytes, the feature settings and the runtime. A 50-point grid then runs
 the model once and spends the rest of its time decoding. Parallel jobs that miss together wait
 on a file lock while the first computes.
+
+A cache folder can be shared between users, so a cached file holds tensors and plain values
+only and is read with torch's weights-only unpickler: a file that needs more is not trusted,
+only recomputed over (with a warning naming it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
+import io
 import json
+import os
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +30,9 @@ from typing import Any
 import torch
 
 from asr.data.dataset import Batch, Utterance
+from asr.disk import space_for
 
-FORMAT = 1  # bump when the cached layout changes
+FORMAT = 2  # bump when the cached layout changes (2: utterances as plain values)
 
 
 @dataclass
@@ -33,6 +42,17 @@ class Emissions:
     audio_seconds: float = 0.0
     forward_seconds: float = 0.0  # wall time of audio loading, features and the model
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def to_plain(self) -> dict[str, Any]:
+        """Tensors and plain values only, which the weights-only unpickler reads back."""
+        utts = [{**dataclasses.asdict(u), "audio_path": str(u.audio_path)} for u in self.utts]
+        return {**self.__dict__, "utts": utts}
+
+    @classmethod
+    def from_plain(cls, state: dict[str, Any]) -> Emissions:
+        utts = [Utterance(**{**u, "audio_path": Path(u["audio_path"])}) for u in state["utts"]]
+        problems = [tuple(p) for p in state["problems"]]
+        return cls(**{**state, "utts": utts, "problems": problems})
 
 
 @torch.inference_mode()
@@ -92,6 +112,20 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def read_cached(path: Path) -> Emissions | None:
+    """The emissions cached in `path`, or None (with a warning, and the file deleted so that
+    it is recomputed over) for a torn or foreign file, or one that would need code to load."""
+    try:
+        return Emissions.from_plain(torch.load(path, weights_only=True))
+    except pickle.UnpicklingError:
+        reason = "it needs more than tensors and plain values to load"
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    print(f"warning: ignoring the cached log-probs {path} ({reason}); recomputing")
+    path.unlink(missing_ok=True)
+    return None
+
+
 def cached_emissions(
     key: str, cache_dir: Path | None, compute: Callable[[], Emissions]
 ) -> tuple[Emissions, bool]:
@@ -101,13 +135,17 @@ def cached_emissions(
         return compute(), False
     path = Path(cache_dir) / f"{key}.pt"
     with file_lock(path):
-        if path.is_file():
-            try:
-                return Emissions(**torch.load(path, weights_only=False)), True
-            except Exception:  # a truncated or foreign file: recompute over it
-                path.unlink(missing_ok=True)
+        cached = read_cached(path) if path.is_file() else None
+        if cached is not None:
+            return cached, True
         emissions = compute()
+        buffer = io.BytesIO()
+        torch.save(emissions.to_plain(), buffer)
         tmp = path.with_suffix(".tmp")
-        torch.save(emissions.__dict__, tmp)
-        tmp.replace(path)
+        try:
+            with space_for(path, buffer.tell()):
+                tmp.write_bytes(buffer.getbuffer())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return emissions, False

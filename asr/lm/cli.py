@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--language", default="es", choices=LANGUAGES)
     b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
     b.add_argument("--out", type=Path, required=True)
+    b.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="unpickle a --ckpt that needs more than tensors and plain values (it can run code)",
+    )
     a = parser.parse_args(argv)
     if a.order < 1:
         parser.error(f"--order must be >= 1 (got {a.order})")
@@ -41,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from asr.checkpoint import checkpoint_source  # torch: only for --ckpt
 
-            manifest, a.language, vocab = checkpoint_source(a.ckpt, "train")
+            manifest, a.language, vocab = checkpoint_source(
+                a.ckpt, "train", trust=a.trust_checkpoint
+            )
             a.manifest = [manifest]
             lines = [e.text for e in read_manifest(manifest)]
     except (OSError, UnicodeDecodeError, ManifestError, ValueError) as e:

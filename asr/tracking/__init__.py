@@ -66,6 +66,7 @@ class Tracker:
         self.mode = resolve_mode(cfg.mode) if cfg.kind == "wandb" else "disabled"
         self._wandb = WandbRun(cfg, self.run_dir, self.run_id, self.mode)
         self._finished = False
+        self.files.summary.pop("resumable", None)  # what a full disk said of the last attempt
         # The run id reaches summary.json before W&B creates anything under it: a run killed
         # at any later moment, even before its first checkpoint, can resume the same W&B run.
         self.files.update_summary({"status": "running", "error": None, "run_id": self.run_id})
@@ -175,6 +176,8 @@ class Tracker:
             return
         error = f"{type(exc).__name__}: {exc}"
         interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        if getattr(exc, "resumable", False):  # e.g. a full disk: the checkpoints are whole
+            self.files.summary["resumable"] = True
         self.finish("interrupted" if interrupted else "failed", error)
 
 

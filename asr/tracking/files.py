@@ -3,7 +3,8 @@
 They are the source of truth of a run: written first, flushed at once, and kept whatever
 happens to W&B, so that a run can be compared and resumed without a server. Both survive a
 kill at any moment: the summary is replaced atomically, and a metrics line cut by a kill is
-dropped before the next one is appended.
+dropped before the next one is appended. A disk too full for either raises
+`asr.disk.DiskFullError`, whose one line names the file, and leaves the previous summary whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from asr.disk import space_for
 
 __all__ = ["RunFiles", "one_line", "plain", "read_summary", "record_failure"]
 
@@ -60,11 +63,14 @@ class RunFiles:
         self.summary_path = self.run_dir / "summary.json"
         self.summary = read_summary(self.run_dir)
         _drop_torn_last_line(self.metrics_path)
-        self._metrics = self.metrics_path.open("a", encoding="utf-8")
+        # Unbuffered: a line that did not fit is not kept in a buffer to fail again at close.
+        self._metrics = self.metrics_path.open("ab", buffering=0)
 
     def append_metrics(self, line: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(line) + "\n")
-        self._metrics.flush()
+        data = memoryview((json.dumps(line) + "\n").encode("utf-8"))
+        with space_for(self.metrics_path, len(data)):
+            while data:  # a raw write may write part of it; the rest raises when the disk is full
+                data = data[self._metrics.write(data) :]
 
     def update_summary(self, values: Mapping[str, Any]) -> None:
         self.summary.update(values)
@@ -115,6 +121,11 @@ def _drop_torn_last_line(path: Path) -> None:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     # tmp + os.replace: a crash mid-write never leaves a truncated summary.json.
+    text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", "utf-8")
-    os.replace(tmp, path)
+    try:
+        with space_for(path, len(text)):
+            tmp.write_bytes(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
