@@ -24,14 +24,14 @@ from asr.data.checks import ProblemReport
 from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
 from asr.data.manifest import read_manifest
-from asr.decoding import make_run_decoder
+from asr.decoding import GreedyDecoder, make_run_decoder
 from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
 from asr.features import FEATURE_KEYS
 from asr.metrics import cer, utterance_cer, wer
 from asr.model import DeepSpeech2, load_model, num_params
 from asr.precision import pick_device
 from asr.schema import ConfigError, DataConfig, EvaluateConfig, default_cache_dir
-from asr.text import Vocabulary
+from asr.text import Vocabulary, oov_rate
 from asr.tracking import Tracker
 
 
@@ -115,6 +115,8 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     decode_seconds = time.perf_counter() - start
     references = [u.text for u in emissions.utts]
     audio = max(emissions.audio_seconds, 1e-9)
+    greedy = [GreedyDecoder(vocab)(lp)[0].text for lp in emissions.log_probs]
+    known = decoder.known_words() if cfg.decode.is_beam else None  # what the LM has seen
     result = {
         "ckpt": str(ckpt_path),
         "source": source,
@@ -123,9 +125,11 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         "audio_seconds": emissions.audio_seconds,
         "cer": cer(references, hypotheses),
         "wer": wer(references, hypotheses),
+        **against_greedy(references, hypotheses, greedy, known),
         "rtf": (emissions.forward_seconds + decode_seconds) / audio,
         "decode_rtf": decode_seconds / audio,
         "decode": cfg.decode.to_json(),
+        "objective": cfg.objective,
         "runtime": runtime,
         "emissions_cached": cached,
         "quantized": cfg.quantize,
@@ -142,8 +146,39 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
         f"RTF {result['rtf']:.4f} (decoding {result['decode_rtf']:.4f}) on {len(references)} "
         f"utterances ({audio / 60:.1f} min, {how}); skipped: {report.summary()}"
     )
+    if cfg.decode.is_beam:
+        oov = result["oov_rate"]
+        print(
+            f"  greedy on the same: CER {result['greedy_cer']:.4f} WER {result['greedy_wer']:.4f}"
+            f"; words new to the LM: {'unknown' if oov is None else f'{oov:.1%}'}"
+        )
     print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'utterances.csv'}")
     return result
+
+
+def against_greedy(
+    references: list[str], hypotheses: list[str], greedy: list[str], known: set[str] | None
+) -> dict[str, Any]:
+    """A decoder's result beside greedy decoding's on the same log-probs: greedy's WER and CER,
+    `guarded_wer` (WER, or 1 + WER when the CER is worse than greedy's), the share of
+    reference words the LM never saw (`oov_rate`, None when the LM does not say) and, on the
+    utterances whose words it all saw, both WERs."""
+    greedy_cer, this_cer = cer(references, greedy), cer(references, hypotheses)
+    this_wer = wer(references, hypotheses)
+    out: dict[str, Any] = {
+        "greedy_cer": greedy_cer,
+        "greedy_wer": wer(references, greedy),
+        "guarded_wer": this_wer if this_cer <= greedy_cer else 1.0 + this_wer,
+        "oov_rate": None if known is None else oov_rate(references, known),
+    }
+    if known is not None:
+        inside = [i for i, r in enumerate(references) if set(r.split()) <= known]
+        if inside:
+            refs = [references[i] for i in inside]
+            out["in_vocab_utterances"] = len(inside)
+            out["in_vocab_wer"] = wer(refs, [hypotheses[i] for i in inside])
+            out["in_vocab_greedy_wer"] = wer(refs, [greedy[i] for i in inside])
+    return out
 
 
 def write_results(

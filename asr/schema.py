@@ -46,6 +46,7 @@ RECIPES = tuple(REGISTRY)
 CORPORA = ("synth_es", "manifest", *RECIPES)
 
 RUNTIMES = ("torch", "onnx")
+OBJECTIVES = ("cer", "wer", "guarded_wer")  # evaluate.py objective
 
 CACHE_DIR_ENV = "ASR_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/asr-sweep"
@@ -374,7 +375,9 @@ class EvaluateConfig:
     quantize: bool = False  # dynamic int8 GRU/Linear for CPU inference
     runtime: str = "torch"  # torch | onnx (onnxruntime, the [export] extra)
     cache_emissions: bool = True  # reuse the model's log-probs across decoder settings
-    objective: str = "cer"  # what the job returns to a sweeper: cer | wer
+    # What the job returns to a sweeper: cer | wer | guarded_wer (WER, but 1 + WER where the
+    # CER is worse than greedy decoding's on the same split: a tuner never picks those).
+    objective: str = "cer"
     trust_checkpoint: bool = False  # unpickle a checkpoint that needs more than plain values
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -395,7 +398,8 @@ class EvaluateConfig:
             "quantize=true is for runtime=torch (the ONNX export is fp32)",
         )
         _check(
-            self.objective in ("cer", "wer"), f"objective must be cer|wer (got {self.objective!r})"
+            self.objective in OBJECTIVES,
+            f"objective must be {'|'.join(OBJECTIVES)} (got {self.objective!r})",
         )
         _check(
             self.device in ("auto", "cpu", "cuda"),

@@ -19,6 +19,8 @@ from __future__ import annotations
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +148,20 @@ def normalize(text: str, language: str, vocab: Vocabulary | None = None) -> Norm
         else:
             dropped[c] += 1
     return Normalized(" ".join("".join(kept).split()), dropped)
+
+
+def oov_rate(texts: Iterable[str], known: Iterable[str]) -> float:
+    """The fraction of word tokens in `texts` that are not in `known` (0.0 when there are none).
+
+    Why tokens, not types: a word the LM never saw costs the decoder once per occurrence, so
+    the token rate is what bounds the word error rate a language model can fix. `texts` are
+    already normalized (`normalize(...).text`: words separated by single spaces), as an LM's
+    training text and a corpus's references both are, so that `Niño` and `ninio` count as one.
+    """
+    vocabulary = known if isinstance(known, AbstractSet) else set(known)
+    tokens = unknown = 0
+    for text in texts:
+        words = text.split()
+        tokens += len(words)
+        unknown += sum(w not in vocabulary for w in words)
+    return unknown / tokens if tokens else 0.0

@@ -11,14 +11,15 @@ import torch
 
 from asr import checkpoint, lm
 from asr.data.manifest import read_manifest
+from asr.data.sentences_es import generate_sentences
 from asr.data.synth import SynthSpec
 from asr.decoding import DecodeConfig
-from asr.decoding.beam import arpa_words
 from asr.evaluation import evaluate_checkpoint
+from asr.lm import arpa_unigrams
 from asr.lm import cli as lm_cli
 from asr.model import DeepSpeech2, ModelConfig
 from asr.schema import DataConfig, EvaluateConfig
-from asr.text import Vocabulary, normalize
+from asr.text import Vocabulary, normalize, oov_rate
 from asr.tracking import LoggerConfig
 from tests.conftest import TINY_CORPUS, TINY_MODEL, run_script
 from tests.wandb_offline import read_offline_run
@@ -57,7 +58,8 @@ def ckpt(corpus_cache: Path, tmp_path_factory) -> Path:
 
 
 def evaluate(ckpt: Path, out: Path, **kwargs) -> dict:
-    cfg = EvaluateConfig(ckpt=str(ckpt), split="dev", logger=LoggerConfig(kind="none"), **kwargs)
+    settings = {"split": "dev", "logger": LoggerConfig(kind="none"), **kwargs}
+    cfg = EvaluateConfig(ckpt=str(ckpt), **settings)
     return evaluate_checkpoint(cfg, out)
 
 
@@ -75,11 +77,14 @@ def test_the_second_job_runs_no_forward_pass(ckpt: Path, tmp_path: Path, monkeyp
     assert second["cer"] == first["cer"] and second["wer"] == first["wer"]
 
     calls.clear()
-    beam = DecodeConfig(name="beam", lm_weight=0.5, word_score=1.0)
+    beam = DecodeConfig(name="beam", lm_weight=0.5, sil_score=1.0)
     third = evaluate(ckpt, tmp_path / "c", decode=beam)
     assert calls == [] and third["emissions_cached"]  # decoding only
     assert third["decode"]["lm_weight"] == 0.5 and third["decode"]["name"] == "beam"
     assert third["utterances"] == second["utterances"] == 12
+    # greedy's numbers on the same log-probs, beside the beam search's
+    assert (third["greedy_cer"], third["greedy_wer"]) == (second["cer"], second["wer"])
+    assert 0 <= third["oov_rate"] < 1  # dev words the LM of the training transcripts never saw
 
     calls.clear()  # another feature setting is another key: computed again
     fourth = evaluate(ckpt, tmp_path / "d", quantize=True)
@@ -104,7 +109,7 @@ def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: 
         f"ckpt={ckpt}",
         "+sweep=decode_grid",
         "decode.lm_weight=0,1.5",
-        "decode.word_score=-1,0,1",
+        "decode.sil_score=-1,0,1",
         f"hydra.sweep.dir={sweep_dir}",
     ]
     result = run_script("evaluate.py", args, cwd=tmp_path)
@@ -114,20 +119,28 @@ def test_a_tuning_sweep_reports_the_best_settings(corpus_cache: Path, tmp_path: 
     results = [json.loads((j / "eval.json").read_text()) for j in jobs]
     assert all(r["source"].endswith(":dev") and r["decode"]["name"] == "beam" for r in results)
     assert sum(not r["emissions_cached"] for r in results) == 1  # one forward pass in all
-    best = min(results, key=lambda r: r["wer"])
+    # The best by guarded_wer: the lowest WER among settings whose CER is no worse than greedy's
+    best = min(results, key=lambda r: (r["guarded_wer"], r["wer"]))
     command = (
         f"python evaluate.py ckpt={best['ckpt']} split=test decode=beam "
         f"decode.lm_weight={best['decode']['lm_weight']} "
-        f"decode.word_score={best['decode']['word_score']}"
+        f"decode.sil_score={best['decode']['sil_score']}"
     )
     assert command in result.stdout
     assert (sweep_dir / "plots" / "wer_heatmap.png").is_file()
-    assert "wer_heatmap.png" in (sweep_dir / "tuning.md").read_text()
+    report = (sweep_dir / "tuning.md").read_text()
+    assert "wer_heatmap.png" in report
+    greedy = results[0]
+    assert f"greedy on the same split: WER {greedy['greedy_wer']:.4f} CER " in report
+    assert f"words new to the LM: {greedy['oov_rate']:.1%}" in report
+    worse = [r for r in results if r["cer"] > r["greedy_cer"]]
+    assert f"settings with a worse CER than greedy: {len(worse)} of 6" in report
+    assert report.count(" worse |") == len(worse)  # each marked in its row
     # W&B: one group for the sweep; each run carries its decode settings and WER.
     runs = [read_offline_run(j / "wandb") for j in jobs]
     assert {r.group for r in runs} == {str(sweep_dir)}
     for run, r in zip(runs, results, strict=True):
-        assert run.config["decode"]["word_score"] == r["decode"]["word_score"]
+        assert run.config["decode"]["sil_score"] == r["decode"]["sil_score"]
         assert run.summary["wer"] == r["wer"]
 
 
@@ -137,7 +150,7 @@ def test_lm_of_a_checkpoints_training_transcripts(ckpt: Path, tmp_path: Path) ->
     manifests = checkpoint.load(ckpt / "best.pt")["manifests"]
     words = {s: {w for e in read_manifest(Path(p)) for w in normalize(e.text, "es").text.split()}
              for s, p in manifests.items()}  # fmt: skip
-    assert set(arpa_words(out)) == words["train"]  # training transcripts only
+    assert set(arpa_unigrams(out)) == words["train"]  # training transcripts only
     # decode.lm=auto builds the same model once, into the data's cache
     built = lm.cached_lm(
         Path(manifests["train"]), order=3, language="es", vocab=Vocabulary(), cache_dir=tmp_path
@@ -149,6 +162,27 @@ def test_lm_of_a_checkpoints_training_transcripts(ckpt: Path, tmp_path: Path) ->
         )
         == built
     )
+
+
+def test_an_lm_of_other_text_decodes_the_test_split(ckpt: Path, tmp_path: Path) -> None:
+    """What users do: a character LM built from a domain text (here: generated sentences that
+    share none with the test split), given to evaluate.py. The share of test words it never
+    saw is counted against that text's words."""
+    manifests = checkpoint.load(ckpt / "best.pt")["manifests"]
+    test_texts = [e.text for e in read_manifest(Path(manifests["test"]))]
+    domain = [s for s in generate_sentences(400, seed=7) if s not in set(test_texts)]
+    text = tmp_path / "domain.txt"
+    text.write_text("\n".join(domain) + "\n")
+    out = tmp_path / "domain-chars.arpa"
+    args = ["build", "--text", str(text), "--unit", "char", "--out", str(out)]
+    assert lm_cli.main(args) == 0
+    result = evaluate(
+        ckpt, tmp_path / "e", split="test", decode=DecodeConfig(name="beam", lm=str(out))
+    )
+    known = {w for s in domain for w in normalize(s, "es").text.split()}
+    references = [normalize(t, "es").text for t in test_texts]
+    assert result["oov_rate"] == pytest.approx(oov_rate(references, known))
+    assert result["decode"]["lm"] == str(out) and result["decode"]["unit"] == "char"
 
 
 @pytest.mark.slow

@@ -18,14 +18,20 @@ from asr.data.cache import DONE_MARKER
 from asr.data.espeak import Espeak, EspeakError, trim_silence
 from asr.data.sentences_es import generate_sentences, number_words, sentence_key
 from asr.data.synth import (
+    HELD_OUT_FILE,
+    HELD_OUT_MAX_WORD_SHARE,
+    HELD_OUT_MIN_LENGTH,
+    HELD_OUT_SHARE,
     INFO_FILE,
     SPLITS,
     VOICES_FILE,
     SynthSpec,
     build_synth_corpus,
+    choose_held_out_words,
+    normalized_words,
     synth_corpus_dir,
 )
-from asr.text import normalize
+from asr.text import normalize, oov_rate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = SynthSpec(train_hours=0.01, dev_utterances=5, test_utterances=5)
@@ -171,6 +177,46 @@ def test_test_split_uses_held_out_variants(tiny) -> None:
         assert 120 <= int(rate) <= 200 and 25 <= int(pitch) <= 75
     assert used["test"] <= set(variants["test"])
     assert not used["test"] & (used["train"] | used["dev"])
+
+
+def test_held_out_words_are_rare_content_words_chosen_by_the_seed() -> None:
+    sentences = generate_sentences(2000, seed=0)
+    held_out = choose_held_out_words(sentences, seed=0)
+    assert held_out == choose_held_out_words(sentences, seed=0)
+    assert held_out != choose_held_out_words(sentences, seed=1)
+    tokens = [w for s in sentences for w in normalized_words(s)]
+    share = sum(w in held_out for w in tokens) / len(tokens)
+    # drawn until they reach the share, so they overshoot it by at most one word
+    assert HELD_OUT_SHARE <= share <= HELD_OUT_SHARE + HELD_OUT_MAX_WORD_SHARE
+    assert all(len(w) >= HELD_OUT_MIN_LENGTH for w in held_out)
+    assert all(tokens.count(w) <= HELD_OUT_MAX_WORD_SHARE * len(tokens) for w in held_out)
+
+
+def test_train_lacks_the_held_out_words_that_dev_and_test_hold(corpus_cache: Path) -> None:
+    """The shared tiny corpus (conftest): its test split has words train never says, some of
+    them held out on purpose, and info.json records how many."""
+    corpus = next(corpus_cache.glob("synth_es-*/info.json")).parent
+    texts = {s: [r["text"] for r in _read_jsonl(corpus / f"{s}.jsonl")] for s in SPLITS}
+    words = {s: [normalized_words(t) for t in ts] for s, ts in texts.items()}
+    held_out = set((corpus / HELD_OUT_FILE).read_text(encoding="utf-8").split())
+    assert held_out
+    assert not any(held_out.intersection(ws) for ws in words["train"])
+    assert any(held_out.intersection(ws) for ws in words["test"])
+    keys = {s: {sentence_key(t) for t in ts} for s, ts in texts.items()}
+    assert not keys["train"] & keys["dev"] and not keys["train"] & keys["test"]
+    assert not keys["dev"] & keys["test"]
+
+    info = json.loads((corpus / INFO_FILE).read_text(encoding="utf-8"))
+    assert info["corpus_version"] == synth.CORPUS_VERSION
+    assert info["held_out_words"] == len(held_out)
+    known = {w for ws in words["train"] for w in ws}
+    assert info["train_word_types"] == len(known)
+    for split in ("dev", "test"):
+        references = [" ".join(ws) for ws in words[split]]
+        assert info["oov_rate"][split] == round(oov_rate(references, known), 4)
+        unseen = sum(not known.issuperset(ws) for ws in words[split])
+        assert info["oov_sentences"][split] == unseen
+    assert 0 < info["oov_rate"]["test"] < 1 and info["oov_sentences"]["test"] >= 1
 
 
 def test_second_call_reuses_the_built_corpus(tiny, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-from asr.text import SEED_SYMBOLS, SPACE, Vocabulary, normalize
+from asr.text import SEED_SYMBOLS, SPACE, Vocabulary, normalize, oov_rate
 
 
 def test_seed_vocabulary_layout():
@@ -55,3 +55,12 @@ def test_encode_refuses_unnormalized_text():
 def test_vocabulary_round_trips_through_dict():
     v = Vocabulary()
     assert Vocabulary.from_dict(v.to_dict()) == v
+
+
+def test_oov_rate_counts_unknown_word_tokens():
+    texts = ["el perro come", "el gato come pan", ""]
+    assert oov_rate(texts, {"el", "come", "pan", "perro"}) == 1 / 7  # "gato", once
+    assert oov_rate(texts, ["el", "come"]) == 3 / 7  # any iterable of known words
+    assert oov_rate(["la la la casa"], {"casa"}) == 3 / 4  # tokens, not types
+    assert oov_rate(iter(texts), set()) == 1.0
+    assert oov_rate([], {"el"}) == 0.0 and oov_rate([" "], {"el"}) == 0.0

@@ -5,11 +5,19 @@ question. An hour of synthetic speech is enough for a DeepSpeech2-style model to
 something measurable in minutes, and the held-out voice variants in the test split measure
 whether it generalises to voices it never heard.
 
+Held-out vocabulary: some rare content words never occur in train (a train sentence that
+contains one is skipped), while dev and test take their sentences unfiltered. Their transcripts
+then hold words that an LM built from the training transcripts never saw, at a stable rate, as
+a real corpus's do; without it the generator's lexicon is covered by a few hours of train, and
+decoding would never be measured on unseen words. The held-out words depend on the seed alone.
+
 Layout of a built corpus (`<cache_dir>/synth_es-<hash>/`):
 
     audio/{train,dev,test}/<id>.flac   16 kHz mono PCM_16 FLAC
     {train,dev,test}.jsonl             NeMo-style manifests, audio paths relative to the corpus
-    info.json                          spec, variants per split, counts, hours, timings, versions
+    info.json                          spec, variants per split, counts, hours, OOV rates,
+                                       timings, versions
+    held_out_words.txt                 the normalized words kept out of train, one a line
     voices.tsv                         voice, variant, rate and pitch of every utterance
     DONE                               written last: the corpus is complete
 
@@ -27,7 +35,8 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,9 +49,10 @@ import torchaudio.functional as F
 from asr.data import sentences_es
 from asr.data.cache import build_once
 from asr.data.espeak import Espeak
+from asr.text import normalize, oov_rate
 
 CORPUS_NAME = "synth_es"
-CORPUS_VERSION = "2"  # bump when the corpus recipe changes, so caches rebuild
+CORPUS_VERSION = "3"  # bump when the corpus recipe changes, so caches rebuild
 SPLITS = ("train", "dev", "test")
 VOICES = ("es", "es-419")
 RATE_RANGE = (120, 200)  # words per minute
@@ -50,6 +60,20 @@ PITCH_RANGE = (25, 75)  # espeak pitch, 0..100
 TEST_VARIANT_FRACTION = 0.2
 INFO_FILE = "info.json"
 VOICES_FILE = "voices.tsv"  # how each utterance was spoken: split, id, voice, variant, rate, pitch
+HELD_OUT_FILE = "held_out_words.txt"
+# Held-out words are drawn until they make up this share of the word tokens of the reference
+# sentences, so dev and test hold them at about that rate. The generator's rarer words are
+# already unseen in an hour of train (6.2% of test tokens, measured); 3% more keeps the default
+# corpus's test OOV rate within 5-10% (8.4%), and leaves a floor when train_hours grows and
+# covers the rest of the lexicon.
+HELD_OUT_SHARE = 0.03
+# Candidates are rarer than this share of tokens: real unseen words are rare ones, and holding
+# out a common word ("comprar", "semana") would skip a whole kind of sentence in train.
+HELD_OUT_MAX_WORD_SHARE = 0.001
+HELD_OUT_MIN_LENGTH = 4  # shorter words are mostly function words: a, el, de, que, mis, muy
+# The sentences whose word counts choose the held-out words: a fixed number, so that the choice
+# depends on the seed alone, not on how many utterances the spec asks for.
+HELD_OUT_REFERENCE = 5000
 
 
 @dataclass
@@ -111,7 +135,9 @@ def build_synth_corpus(
     counts, hours = info["utterances"], info["hours"]
     log(
         f"built {counts['train']} train / {counts['dev']} dev / {counts['test']} test "
-        f"utterances, {hours['train']:.2f} h train audio in {info['build_seconds']:.1f} s"
+        f"utterances, {hours['train']:.2f} h train audio, test OOV rate "
+        f"{info['oov_rate']['test']:.1%} ({info['held_out_words']} held-out words) "
+        f"in {info['build_seconds']:.1f} s"
     )
     return _manifests(final)
 
@@ -124,6 +150,52 @@ def split_variants(variants: list[str], seed: int) -> tuple[list[str], list[str]
     random.Random(f"{CORPUS_NAME}-variants-{seed}").shuffle(shuffled)
     n_test = max(1, round(TEST_VARIANT_FRACTION * len(shuffled)))
     return sorted(shuffled[n_test:]), sorted(shuffled[:n_test])
+
+
+def normalized_words(text: str) -> list[str]:
+    """The words of `text` as an LM sees them (`asr.text.normalize`, Spanish, seed alphabet):
+    held-out words and OOV rates are about those, so "está" and "esta" are one word."""
+    return normalize(text, "es").text.split()
+
+
+def choose_held_out_words(sentences: Sequence[str], seed: int) -> frozenset[str]:
+    """The words (normalized) that train never holds, chosen by `seed` among rare content words.
+
+    Candidates are words of at least HELD_OUT_MIN_LENGTH letters rarer than
+    HELD_OUT_MAX_WORD_SHARE of the tokens of `sentences`; in a seeded order, they are taken
+    until they make up HELD_OUT_SHARE of those tokens. Counting tokens rather than words keeps
+    the OOV rate steady whatever mix of rare and very rare words the seed happens to draw.
+    """
+    counts = Counter(w for s in sentences for w in normalized_words(s))
+    total = sum(counts.values())
+    candidates = sorted(
+        w
+        for w, n in counts.items()
+        if len(w) >= HELD_OUT_MIN_LENGTH and n <= HELD_OUT_MAX_WORD_SHARE * total
+    )
+    random.Random(f"{CORPUS_NAME}-held-out-{seed}").shuffle(candidates)
+    held_out: set[str] = set()
+    covered = 0
+    for word in candidates:
+        if covered >= HELD_OUT_SHARE * total:
+            break
+        held_out.add(word)
+        covered += counts[word]
+    return frozenset(held_out)
+
+
+def oov_stats(texts: dict[str, list[str]], *, splits: Sequence[str] = ("dev", "test")) -> dict:
+    """Per split of `splits`, how much of it train's words miss: the token OOV rate and the
+    number of sentences with an unseen word; and how many distinct words train has. `texts`
+    maps each split (and "train") to its raw transcripts; words are compared normalized, as an
+    LM built from train would see them."""
+    known = {w for t in texts["train"] for w in normalized_words(t)}
+    rates, sentences = {}, {}
+    for split in splits:
+        references = [normalize(t, "es").text for t in texts[split]]
+        rates[split] = round(oov_rate(references, known), 4)
+        sentences[split] = sum(not known.issuperset(r.split()) for r in references)
+    return {"oov_rate": rates, "oov_sentences": sentences, "train_word_types": len(known)}
 
 
 def resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
@@ -196,10 +268,12 @@ def _build(root: Path, spec: SynthSpec, log: Callable[[str], None]) -> dict:
     writers = {s: _SplitWriter(root, s, engine, variants[s], spec) for s in SPLITS}
 
     # One pool of distinct sentences: dev, then test, then train take consecutive slices, so
-    # the splits never share a sentence. ~3 s per utterance; the pool grows if that is low.
+    # the splits never share a sentence. ~3 s per utterance; the pool grows if that is low, or
+    # when train skips many sentences for their held-out words (~20% of them by default).
     n_eval = spec.dev_utterances + spec.test_utterances
     pool_size = n_eval + max(100, int(spec.train_hours * 3600 / 1.5))
-    pool = sentences_es.generate_sentences(pool_size, spec.seed)
+    pool = sentences_es.generate_sentences(max(pool_size, HELD_OUT_REFERENCE), spec.seed)
+    held_out = choose_held_out_words(pool[:HELD_OUT_REFERENCE], spec.seed)  # prefix property
     for text in pool[: spec.dev_utterances]:
         writers["dev"].add(text)
     for text in pool[spec.dev_utterances : n_eval]:
@@ -213,8 +287,10 @@ def _build(root: Path, spec: SynthSpec, log: Callable[[str], None]) -> dict:
     while train.seconds < target_s:
         if next_index == len(pool):
             pool = sentences_es.generate_sentences(2 * len(pool), spec.seed)  # same prefix
-        train.add(pool[next_index])
+        text = pool[next_index]
         next_index += 1
+        if held_out.isdisjoint(normalized_words(text)):
+            train.add(text)
         if train.seconds >= next_report * target_s and train.seconds < target_s:
             log(f"  train {train.seconds / 3600:.2f} / {spec.train_hours:g} h")
             next_report += 0.25
@@ -226,6 +302,8 @@ def _build(root: Path, spec: SynthSpec, log: Callable[[str], None]) -> dict:
         for split, writer in writers.items():
             for row in writer.voices:
                 f.write("\t".join(map(str, (split, *row))) + "\n")
+    (root / HELD_OUT_FILE).write_text("".join(f"{w}\n" for w in sorted(held_out)), "utf-8")
+    texts = {split: [row["text"] for row in w.rows] for split, w in writers.items()}
     info = {
         "corpus": CORPUS_NAME,
         "spec": asdict(spec),
@@ -239,6 +317,8 @@ def _build(root: Path, spec: SynthSpec, log: Callable[[str], None]) -> dict:
         "n_variants": len(train_variants) + len(test_variants),
         "utterances": {s: len(w.rows) for s, w in writers.items()},
         "hours": {s: round(w.seconds / 3600, 4) for s, w in writers.items()},
+        "held_out_words": len(held_out),
+        **oov_stats(texts),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     with open(root / INFO_FILE, "w", encoding="utf-8") as f:

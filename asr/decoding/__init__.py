@@ -29,11 +29,12 @@ def make_decoder(
     cfg: DecodeConfig,
     vocab: Vocabulary,
     *,
-    auto_lm: Callable[[int], Path] | None = None,
+    auto_lm: Callable[[int, str], Path] | None = None,
     work_dir: Path,
 ) -> GreedyDecoder | BeamDecoder:
-    """The decoder `cfg` names. `auto_lm(order)` gives the path of `decode.lm=auto`'s LM
-    (built on first use); `work_dir` holds files the decoder derives (the `auto` lexicon)."""
+    """The decoder `cfg` names. `auto_lm(order, unit)` gives the path of `decode.lm=auto`'s LM
+    (built on first use); `work_dir` holds files the decoder derives (the `auto` lexicon, the
+    token list of a character LM)."""
     if not cfg.is_beam:
         return GreedyDecoder(vocab)
     from asr.decoding.beam import BeamDecoder  # needs the [decode] extra
@@ -53,9 +54,10 @@ def make_run_decoder(
     transcripts, built once into `cache_dir/lm`; derived files go to `cache_dir/decode`."""
     from asr.lm import cached_lm
 
-    def auto_lm(order: int) -> Path:
+    def auto_lm(order: int, unit: str) -> Path:
+        manifest = train_manifest()
         return cached_lm(
-            train_manifest(), order=order, language=language, vocab=vocab, cache_dir=cache_dir
+            manifest, order=order, language=language, vocab=vocab, cache_dir=cache_dir, unit=unit
         )
 
     return make_decoder(cfg, vocab, auto_lm=auto_lm, work_dir=cache_dir / "decode")

@@ -1,19 +1,24 @@
-"""`decode=beam`: torchaudio's CTC beam search (flashlight-text) with a word n-gram LM.
+"""`decode=beam`: torchaudio's CTC beam search (flashlight-text) with an n-gram LM.
 
 Our labels become the decoder's tokens one to one, in label order, so a custom alphabet works
 unchanged. Only two names differ: our space is the decoder's silence token and our blank its
 blank token, both given names no alphabet symbol can collide with (symbols are one character).
 
-With a lexicon (a file, or `auto`: every word of the LM, spelled in our alphabet) the decoder
-emits only lexicon words and scores each with the word LM; words are separated by silence, so
-the spellings carry no word-boundary token. Without one (`lexicon=none`) it scores tokens with
-the LM as if they were words, which only a character LM makes sense of.
+- `unit=char` (lexicon-free): the LM is a character n-gram whose "words" are the token names,
+  the space being `asr.lm.WORD_BOUNDARY` = the silence token; the decoder scores every token
+  it emits with it. It must be given the token list as `lm_dict`, in label order: without one,
+  torchaudio builds the LM's dictionary in hash order and every character is scored as some
+  other character (fairseq met the same: facebookresearch/fairseq#5109).
+- `unit=word`: with a lexicon (a file, or `auto`: every word of the LM, spelled in our
+  alphabet) the decoder emits only lexicon words and scores each with the word LM; words are
+  separated by silence, so the spellings carry no word-boundary token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -24,10 +29,11 @@ import torch
 from asr.decoding.config import DecodeConfig
 from asr.decoding.greedy import Hypothesis
 from asr.errors import ConfigError
+from asr.lm import WORD_BOUNDARY, arpa_unigrams, is_arpa, known_words, lm_unit
 from asr.text import SPACE, Vocabulary
 
 BLANK_TOKEN = "<blank>"
-SIL_TOKEN = "<sil>"
+SIL_TOKEN = WORD_BOUNDARY  # a character LM spells the space as the silence token
 INSTALL_HINT = 'pip install -e ".[decode]" (flashlight-text)'
 
 
@@ -51,55 +57,50 @@ def decoder_tokens(vocab: Vocabulary) -> list[str]:
     return [SIL_TOKEN if s == SPACE else s for s in vocab.symbols] + [BLANK_TOKEN]
 
 
-def arpa_words(path: Path) -> list[str]:
-    """The words of an ARPA file's 1-grams (without <s>, </s>, <unk>)."""
-    words, in_unigrams = [], False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("\\"):
-                if in_unigrams:
-                    break
-                in_unigrams = line == "\\1-grams:"
-                continue
-            if in_unigrams and line:
-                parts = line.split()
-                if len(parts) >= 2 and parts[1] not in ("<s>", "</s>", "<unk>"):
-                    words.append(parts[1])
-    return words
-
-
-def is_arpa(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4096).lstrip().startswith(b"\\data\\")
-
-
 def write_lexicon(words: list[str], vocab: Vocabulary, out: Path) -> tuple[Path, int]:
     """A lexicon spelling each word by its characters; words our alphabet cannot spell are
     left out (returns how many). The file is named by its content, so it is written once."""
     allowed = vocab.characters - {" "}
     lines = [f"{w}\t{' '.join(w)}" for w in words if w and set(w) <= allowed]
-    text = "\n".join(lines) + "\n"
-    path = out / f"lexicon-{hashlib.sha1(text.encode()).hexdigest()[:12]}.txt"
+    return _write_named(out, "lexicon", "\n".join(lines) + "\n"), len(words) - len(lines)
+
+
+def write_token_dict(vocab: Vocabulary, out: Path) -> Path:
+    """The lexicon-free decoder's `lm_dict`: its token names, one per line, in label order."""
+    return _write_named(out, "tokens", "\n".join(decoder_tokens(vocab)) + "\n")
+
+
+def _write_named(out: Path, kind: str, text: str) -> Path:
+    """`text` in `out/<kind>-<hash of text>.txt`, written once (through a temporary file)."""
+    path = out / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.txt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
-    return path, len(words) - len(lines)
+    return path
 
 
-def resolve_lm(lm: str, auto_lm: Callable[[int], Path] | None, order: int) -> Path | None:
+def resolve_lm(
+    lm: str, auto_lm: Callable[[int, str], Path] | None, *, order: int, unit: str
+) -> Path | None:
+    """The LM file `decode.lm` names: none, `auto` (built by `auto_lm(order, unit)`), or a file
+    of the mode's unit (an ARPA file says which; a KenLM binary is taken on trust)."""
     if lm == "none":
         return None
     if lm == "auto":
         if auto_lm is None:
             raise ConfigError("decode.lm=auto needs the checkpoint's training transcripts")
-        return auto_lm(order)
+        return auto_lm(order, unit)
     path = Path(lm).expanduser()
+    build = f"python -m asr.lm build --unit {unit} --ckpt <run>"
     if not path.is_file():
+        raise ConfigError(f"decode.lm: no such file {path} (build one: {build})")
+    found = lm_unit(path)
+    if found is not None and found != unit:
         raise ConfigError(
-            f"decode.lm: no such file {path} (build one: python -m asr.lm build --ckpt <run>)"
+            f"decode.lm {path} is a {found} LM and decode.unit is {unit}: give decode.unit="
+            f"{found}, or an LM of {unit}s ({build})"
         )
     return path
 
@@ -112,7 +113,7 @@ class BeamDecoder:
         cfg: DecodeConfig,
         vocab: Vocabulary,
         *,
-        auto_lm: Callable[[int], Path] | None = None,
+        auto_lm: Callable[[int, str], Path] | None = None,
         work_dir: Path,
     ) -> None:
         try:
@@ -121,21 +122,24 @@ class BeamDecoder:
             raise ConfigError(f"decode=beam needs {INSTALL_HINT}: {e}") from None
         s = cfg.settings()
         self.vocab, self.settings = vocab, s
-        self.lm_path = resolve_lm(s["lm"], auto_lm, s["lm_order"])
+        self.lm_path = resolve_lm(s["lm"], auto_lm, order=s["lm_order"], unit=s["unit"])
         self.lexicon_path = self._lexicon(s["lexicon"], work_dir)
+        lexicon_free_lm = self.lm_path is not None and self.lexicon_path is None
+        lm_dict = write_token_dict(vocab, work_dir) if lexicon_free_lm else None
         try:
             with quiet_native_output():  # KenLM draws a progress bar on stdout per load
                 self._decoder = ctc_decoder(
                     lexicon=str(self.lexicon_path) if self.lexicon_path else None,
                     tokens=decoder_tokens(vocab),
                     lm=str(self.lm_path) if self.lm_path else None,
+                    lm_dict=str(lm_dict) if lm_dict else None,
                     nbest=s["nbest"],
                     beam_size=s["beam_size"],
                     beam_size_token=s["beam_size_token"],
                     beam_threshold=s["beam_threshold"],
                     lm_weight=s["lm_weight"],
-                    word_score=s["word_score"],
-                    unk_score=s["unk_score"],
+                    word_score=s.get("word_score", 0.0),
+                    unk_score=s.get("unk_score", -math.inf),
                     sil_score=s["sil_score"],
                     blank_token=BLANK_TOKEN,
                     sil_token=SIL_TOKEN,
@@ -162,7 +166,11 @@ class BeamDecoder:
                 f"decode.lexicon=auto reads the words of an ARPA LM, and {self.lm_path} is not "
                 "one (a KenLM binary?): give decode.lexicon=<file>"
             )
-        return write_lexicon(arpa_words(self.lm_path), self.vocab, work_dir)[0]
+        return write_lexicon(arpa_unigrams(self.lm_path), self.vocab, work_dir)[0]
+
+    def known_words(self) -> set[str] | None:
+        """The words the LM has seen (`asr.lm.known_words`), for out-of-vocabulary rates."""
+        return known_words(self.lm_path) if self.lm_path else None
 
     def __call__(self, log_probs: torch.Tensor) -> list[Hypothesis]:
         """(T, C) log-probs of one utterance's real frames -> its n-best, best first."""

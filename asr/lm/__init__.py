@@ -1,4 +1,5 @@
-"""Word n-gram language models with interpolated modified Kneser-Ney smoothing, as ARPA files.
+"""N-gram language models of words or of characters, with interpolated modified Kneser-Ney
+smoothing, as ARPA files.
 
 Written here because the usual builder, KenLM's `lmplz`, is not on PyPI (the `kenlm` package
 has only the query side) and no distribution packages it. The model is the one `lmplz` builds
@@ -8,9 +9,14 @@ count-of-counts), for the corpus sizes speech recipes have: every count is held 
     python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa
     python -m asr.lm build --manifest train.jsonl --order 3 --out lm.arpa --language es
     python -m asr.lm build --ckpt outputs/<date>/<time> --order 3 --out lm.arpa   (asr.lm.cli)
+    python -m asr.lm build --text corpus.txt --unit char --order 6 --out chars.arpa
 
 Text is normalised with the project's own normaliser (`asr.text.normalize`), so the LM's words
-are the words the acoustic model spells.
+are the words the acoustic model spells. A character LM (`unit="char"`) sees each sentence as
+its characters with `WORD_BOUNDARY` between words: the name of the beam search's silence
+token, which the decoder scores with the LM like any other (`asr.decoding.beam`). Beside it
+goes `<lm>.words`, the words of its text, which says what the LM has seen: the decoder can
+spell others, and a report counts how many of a test set's words are new to it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from asr.data.manifest import read_manifest
 from asr.text import Vocabulary, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+UNITS = ("word", "char")
+WORD_BOUNDARY = "<sil>"  # a character LM's token between words
+MAX_ORDER = 6  # the highest order the KenLM inside flashlight-text (and pip's kenlm) loads
+DEFAULT_ORDER = {"word": 3, "char": 6}
 Gram = tuple[str, ...]
 
 
@@ -150,20 +160,103 @@ def sentences_of(
             yield words
 
 
+def char_tokens(words: Sequence[str]) -> list[str]:
+    """A sentence as a character LM sees it: its characters, `WORD_BOUNDARY` between words."""
+    tokens: list[str] = []
+    for i, word in enumerate(words):
+        if i:
+            tokens.append(WORD_BOUNDARY)
+        tokens.extend(word)
+    return tokens
+
+
+def build_lm(sentences: Sequence[Sequence[str]], *, order: int, unit: str) -> NgramModel:
+    """An n-gram of `unit`s (word or char) over sentences given as lists of words."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be {'|'.join(UNITS)} (got {unit!r})")
+    return build(map(char_tokens, sentences) if unit == "char" else sentences, order)
+
+
+def write_lm(
+    model: NgramModel, out: Path, *, unit: str, sentences: Sequence[Sequence[str]]
+) -> Path:
+    """Write the ARPA file (through a temporary file: a reader never sees half of it) and, for
+    a character LM, `<out>.words`: the distinct words of its text, one per line."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = {out: model.to_arpa()}
+    if unit == "char":  # first: an ARPA file on disk has its word list
+        words = sorted({w for s in sentences for w in s})
+        files = {words_path(out): "".join(f"{w}\n" for w in words), **files}
+    for path, text in files.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return out
+
+
+def words_path(lm: Path) -> Path:
+    return Path(str(lm) + ".words")
+
+
+def arpa_unigrams(path: Path) -> list[str]:
+    """The 1-grams of an ARPA file, without <s>, </s> and <unk>."""
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("\\"):
+                if in_unigrams:
+                    break
+                in_unigrams = line == "\\1-grams:"
+                continue
+            if in_unigrams and line:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1] not in (BOS, EOS, UNK):
+                    words.append(parts[1])
+    return words
+
+
+def is_arpa(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(b"\\data\\")
+
+
+def lm_unit(path: Path) -> str | None:
+    """ "char" or "word" for an ARPA file (a character LM has `WORD_BOUNDARY` among its
+    1-grams), None for a KenLM binary, which does not say."""
+    if not is_arpa(path):
+        return None
+    return "char" if WORD_BOUNDARY in arpa_unigrams(path) else "word"
+
+
+def known_words(path: Path) -> set[str] | None:
+    """The words an LM has seen: a word LM's 1-grams, or a character LM's `.words` file; None
+    where neither says (a KenLM binary, a character LM without its word list)."""
+    if words_path(path).is_file():
+        return set(words_path(path).read_text(encoding="utf-8").split())
+    return set(arpa_unigrams(path)) if lm_unit(path) == "word" else None
+
+
 def cached_lm(
-    manifest: Path, *, order: int, language: str, vocab: Vocabulary, cache_dir: Path
+    manifest: Path,
+    *,
+    order: int,
+    language: str,
+    vocab: Vocabulary,
+    cache_dir: Path,
+    unit: str = "word",
 ) -> Path:
     """An LM of a training manifest's transcripts, built once and kept in `cache_dir` under a
     name made of the manifest's content: what `decode.lm=auto` uses."""
     text = Path(manifest).read_bytes()
-    digest = hashlib.sha256(text + f"{order}{language}{vocab.symbols}".encode()).hexdigest()
-    path = Path(cache_dir).expanduser() / "lm" / f"{Path(manifest).stem}-{digest[:12]}.arpa"
+    key = f"{order}{language}{vocab.symbols}{'' if unit == 'word' else unit}"
+    digest = hashlib.sha256(text + key.encode()).hexdigest()[:12]
+    name = f"{Path(manifest).stem}-{'' if unit == 'word' else unit + '-'}{digest}.arpa"
+    path = Path(cache_dir).expanduser() / "lm" / name
     if not path.is_file():
         lines = [e.text for e in read_manifest(manifest)]
-        model = build(sentences_of(lines, language=language, vocab=vocab), order)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(model.to_arpa(), encoding="utf-8")
-        tmp.replace(path)
-        print(f"built a {order}-gram LM of {manifest}'s transcripts: {path}")
+        sentences = list(sentences_of(lines, language=language, vocab=vocab))
+        write_lm(build_lm(sentences, order=order, unit=unit), path, unit=unit, sentences=sentences)
+        print(f"built a {order}-gram {unit} LM of {manifest}'s transcripts: {path}")
     return path

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from asr.data.manifest import ManifestError, read_manifest
-from asr.lm import build, sentences_of
+from asr.lm import DEFAULT_ORDER, MAX_ORDER, UNITS, build_lm, sentences_of, write_lm
 from asr.text import LANGUAGES, make_vocabulary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m asr.lm", description="Word n-gram language models as ARPA files"
+        prog="python -m asr.lm", description="Word or character n-gram LMs as ARPA files"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="an ARPA file from text or from manifests' transcripts")
@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument(
         "--ckpt", help="a checkpoint or run directory: its training transcripts, language, alphabet"
     )
-    b.add_argument("--order", type=int, default=3)
+    b.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="word",
+        help="word: for decode.unit=word (a lexicon); char: for decode.unit=char (the default "
+        "beam search, lexicon-free), written with <out>.words, the words of its text",
+    )
+    b.add_argument("--order", type=int, help="n-gram order (default: 3 for words, 6 for chars)")
     b.add_argument("--language", default="es", choices=LANGUAGES)
     b.add_argument("--alphabet", help="a custom alphabet file, as data.alphabet")
     b.add_argument("--out", type=Path, required=True)
@@ -35,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         help="unpickle a --ckpt that needs more than tensors and plain values (it can run code)",
     )
     a = parser.parse_args(argv)
-    if a.order < 1:
-        parser.error(f"--order must be >= 1 (got {a.order})")
+    a.order = DEFAULT_ORDER[a.unit] if a.order is None else a.order
+    if not 1 <= a.order <= MAX_ORDER:
+        parser.error(
+            f"--order must be in 1..{MAX_ORDER}, what the decoder's KenLM loads (got {a.order})"
+        )
     try:
         vocab = make_vocabulary(a.alphabet)
         if a.text:
@@ -58,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if not sentences:
         print(f"error: no words in {a.text or ' '.join(map(str, a.manifest))}", file=sys.stderr)
         return 2
-    model = build(sentences, a.order)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(model.to_arpa(), encoding="utf-8")
+    model = build_lm(sentences, order=a.order, unit=a.unit)
+    write_lm(model, a.out, unit=a.unit, sentences=sentences)
     sizes = ", ".join(f"{len(g):,} {n + 1}-grams" for n, g in enumerate(model.logprob))
-    print(f"wrote {a.out}: {len(sentences):,} sentences, {sizes}")
+    words = len({w for s in sentences for w in s})
+    print(
+        f"wrote {a.out}: a {a.unit} LM of {len(sentences):,} sentences ({words:,} words), {sizes}"
+    )
     return 0
