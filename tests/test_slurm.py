@@ -142,7 +142,7 @@ def test_a_grid_is_one_job_array_and_a_job_killed_hard_leaves_the_others_finishe
     # Decoder tuning through the same launcher: two jobs, one forward pass of the model.
     tune, trained = tmp_path / "tune", next(j for j in jobs if j != victim)
     ev = [str(ROOT / "evaluate.py"), "--multirun", *LAUNCHER, f"ckpt={trained}"]
-    ev += ["+sweep=decode_grid", "decode.lm_weight=0,1.5", "decode.word_score=0"]
+    ev += ["+sweep=decode_grid", "decode.lm_weight=0,1.5", "decode.sil_score=0"]
     result = run(slurm_cluster, [*ev, f"hydra.sweep.dir={tune}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     evals = [json.loads(p.read_text()) for p in sorted(tune.glob("*/eval.json"))]
