@@ -28,6 +28,7 @@ import torch
 
 from asr.decoding.config import DecodeConfig
 from asr.decoding.greedy import Hypothesis
+from asr.disk import space_for
 from asr.errors import ConfigError
 from asr.lm import WORD_BOUNDARY, arpa_unigrams, is_arpa, known_words, lm_unit
 from asr.text import SPACE, Vocabulary
@@ -72,12 +73,17 @@ def write_token_dict(vocab: Vocabulary, out: Path) -> Path:
 
 def _write_named(out: Path, kind: str, text: str) -> Path:
     """`text` in `out/<kind>-<hash of text>.txt`, written once (through a temporary file)."""
-    path = out / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.txt"
+    data = text.encode("utf-8")
+    path = out / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}.txt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        try:
+            with space_for(path, len(data)):
+                tmp.write_bytes(data)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.data.manifest import read_manifest
+from asr.disk import space_for
 from asr.text import Vocabulary, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -180,8 +181,9 @@ def build_lm(sentences: Sequence[Sequence[str]], *, order: int, unit: str) -> Ng
 def write_lm(
     model: NgramModel, out: Path, *, unit: str, sentences: Sequence[Sequence[str]]
 ) -> Path:
-    """Write the ARPA file (through a temporary file: a reader never sees half of it) and, for
-    a character LM, `<out>.words`: the distinct words of its text, one per line."""
+    """Write the ARPA file (through a temporary file: a reader never sees half of it, and a
+    full disk says so in one line) and, for a character LM, `<out>.words`: the distinct words
+    of its text, one per line."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     files = {out: model.to_arpa()}
@@ -189,9 +191,14 @@ def write_lm(
         words = sorted({w for s in sentences for w in s})
         files = {words_path(out): "".join(f"{w}\n" for w in words), **files}
     for path, text in files.items():
+        data = text.encode("utf-8")
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        try:
+            with space_for(path, len(data)):
+                tmp.write_bytes(data)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 
@@ -223,8 +230,8 @@ def is_arpa(path: Path) -> bool:
 
 
 def lm_unit(path: Path) -> str | None:
-    """ "char" or "word" for an ARPA file (a character LM has `WORD_BOUNDARY` among its
-    1-grams), None for a KenLM binary, which does not say."""
+    """The unit of an ARPA file's LM, "char" (it has `WORD_BOUNDARY` among its 1-grams) or
+    "word"; None for a KenLM binary, which does not say."""
     if not is_arpa(path):
         return None
     return "char" if WORD_BOUNDARY in arpa_unigrams(path) else "word"
