@@ -95,10 +95,13 @@ def test_the_walk_finds_a_circle():
     assert cycles(graph) == [["a", "b", "c"]]
 
 
-def test_the_lm_depends_on_text_and_manifests_only():
+def test_the_lm_depends_on_text_manifests_and_the_disk_check_only():
+    """asr.lm builds LMs without torch: text, manifests, and asr.disk (a full disk's one-line
+    error), which is a leaf of the standard library's."""
     known = modules()
     deps = imports_of("asr.lm", known["asr.lm"], known)
-    assert deps == {"asr.data", "asr.data.manifest", "asr.text"}
+    assert deps == {"asr.data", "asr.data.manifest", "asr.disk", "asr.text"}
+    assert imports_of("asr.disk", known["asr.disk"], known) == set()
 
 
 def test_every_module_imports_in_a_fresh_interpreter():
