@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["DiskFullError", "free_bytes", "human", "space_for", "warn_if_low"]
+__all__ = ["DiskFullError", "free_bytes", "human", "space_for", "warn_if_low", "write_atomic"]
 
 # ENOSPC: the file system is full; EDQUOT: the user's quota is (same remedy, same message).
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -70,6 +70,19 @@ def space_for(path: Path, needed: int) -> Iterator[None]:
         if e.errno not in _NO_SPACE:
             raise
         raise DiskFullError(path, needed, free_bytes(Path(path).parent)) from None
+
+
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write `data` to `path` through a temporary sibling renamed into place: a reader never
+    sees half a file, and a full disk raises `DiskFullError` with the old file as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with space_for(path, len(data)):
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def warn_if_low(folder: Path, *, checkpoint_bytes: int, checkpoints: int = 3) -> str | None:

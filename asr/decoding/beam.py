@@ -28,7 +28,7 @@ import torch
 
 from asr.decoding.config import DecodeConfig
 from asr.decoding.greedy import Hypothesis
-from asr.disk import space_for
+from asr.disk import write_atomic
 from asr.errors import ConfigError
 from asr.lm import WORD_BOUNDARY, arpa_unigrams, is_arpa, known_words, lm_unit
 from asr.text import SPACE, Vocabulary
@@ -77,13 +77,7 @@ def _write_named(out: Path, kind: str, text: str) -> Path:
     path = out / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}.txt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        try:
-            with space_for(path, len(data)):
-                tmp.write_bytes(data)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, data)
     return path
 
 

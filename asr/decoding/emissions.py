@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import io
 import json
-import os
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +29,7 @@ from typing import Any
 import torch
 
 from asr.data.dataset import Batch, Utterance
-from asr.disk import space_for
+from asr.disk import write_atomic
 
 FORMAT = 2  # bump when the cached layout changes (2: utterances as plain values)
 
@@ -141,11 +140,5 @@ def cached_emissions(
         emissions = compute()
         buffer = io.BytesIO()
         torch.save(emissions.to_plain(), buffer)
-        tmp = path.with_suffix(".tmp")
-        try:
-            with space_for(path, buffer.tell()):
-                tmp.write_bytes(buffer.getbuffer())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, buffer.getbuffer())
         return emissions, False

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.data.manifest import read_manifest
-from asr.disk import space_for
+from asr.disk import write_atomic
 from asr.text import Vocabulary, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -191,14 +191,7 @@ def write_lm(
         words = sorted({w for s in sentences for w in s})
         files = {words_path(out): "".join(f"{w}\n" for w in words), **files}
     for path, text in files.items():
-        data = text.encode("utf-8")
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with space_for(path, len(data)):
-                tmp.write_bytes(data)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, text.encode("utf-8"))
     return out
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from asr.disk import space_for
+from asr.disk import space_for, write_atomic
 
 __all__ = ["RunFiles", "one_line", "plain", "read_summary", "record_failure"]
 
@@ -120,12 +119,5 @@ def _drop_torn_last_line(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    # tmp + os.replace: a crash mid-write never leaves a truncated summary.json.
-    text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with space_for(path, len(text)):
-            tmp.write_bytes(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # through a temporary file: a crash mid-write never leaves a truncated summary.json.
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
