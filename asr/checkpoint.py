@@ -33,6 +33,7 @@ from asr.data.corpus import resolve_manifests
 from asr.data.manifest import manifest_digest
 from asr.data.synth import SynthSpec
 from asr.disk import space_for
+from asr.errors import first_line
 from asr.schema import ConfigError, DataConfig, RecipeSpec, default_cache_dir
 from asr.text import Vocabulary
 
@@ -131,12 +132,7 @@ def _globals_needed(path: Path) -> list[str]:
     try:
         return torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as e:  # not a zip archive, torn, not a pickle
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
 
 
 def load(
@@ -166,7 +162,7 @@ def load(
             with torch.serialization.safe_globals(allowed):
                 state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torn data, a class renamed since, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: not an asr-sweep checkpoint (format {version!r})")

@@ -32,6 +32,7 @@ from asr.cluster import RunInterrupted
 from asr.config import to_train_config
 from asr.data.manifest import ManifestError
 from asr.disk import DiskFullError
+from asr.errors import first_line
 from asr.loop import NonFiniteError, train
 from asr.report import parse_overrides
 from asr.schema import ConfigError, LoggerConfig
@@ -86,7 +87,7 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
             compose(config_name, overrides=args)
     except Exception as e:  # Hydra's composition and override-grammar errors
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         cause = e.__cause__
         if cause is not None and str(cause).strip():
             reason = f"{reason.rstrip('.')}: {str(cause).strip().splitlines()[0]}"

@@ -1,10 +1,10 @@
 """Writing files when the disk may be full: one line that says which file, how much it needed
 and how much was free, instead of a traceback from deep inside a serializer.
 
-Every file a run writes goes through `space_for` (checkpoints, metrics lines, summary.json, the
-log-prob cache). The writers themselves keep what was there: a checkpoint or summary is written
-to a temporary file and renamed, so a failed write leaves the previous one intact and the same
-command resumes once space is freed (`asr.checkpoint.save_atomic`, `asr.tracking.files`).
+Every file a run writes goes through `space_for`: checkpoints (`asr.checkpoint.save_atomic`),
+metrics lines, and the small files `write_atomic` writes (summary.json, the log-prob cache,
+LMs, lexicons). Those are written to a temporary file and renamed, so a failed write leaves the
+previous one intact and the same command resumes once space is freed.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import torch
 
 from asr.data.dataset import Batch, Utterance
 from asr.disk import write_atomic
+from asr.errors import first_line
 
 FORMAT = 2  # bump when the cached layout changes (2: utterances as plain values)
 
@@ -119,7 +120,7 @@ def read_cached(path: Path) -> Emissions | None:
     except pickle.UnpicklingError:
         reason = "it needs more than tensors and plain values to load"
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
     print(f"warning: ignoring the cached log-probs {path} ({reason}); recomputing")
     path.unlink(missing_ok=True)
     return None

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from asr.errors import first_line
+
 SPLITS = ("train", "dev", "test")
 EXAMPLES = 3  # file names shown per skip reason
 
@@ -149,7 +151,7 @@ class ManifestBuilder:
         try:
             duration = header_duration(audio)
         except Exception as e:  # soundfile raises several types for broken files
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             self.skip("unreadable audio", f"{audio} ({reason})")
             return False
         path = audio.resolve()
