@@ -196,7 +196,7 @@ class Babble:
     (looped when shorter than the target)."""
 
     def __init__(self, paths: Sequence[Path], sample_rate: int, talkers: int = 4) -> None:
-        self.paths, self.sample_rate, self.talkers = list(paths), sample_rate, talkers
+        self.paths, self.sample_rate, self.talkers = paths, sample_rate, talkers  # not copied
 
     def __call__(self, n: int, g: torch.Generator) -> torch.Tensor:
         mix = torch.zeros(n)

@@ -21,9 +21,8 @@ import torch
 from asr import checkpoint
 from asr.checkpoint import checkpoint_data, split_manifest
 from asr.data.checks import ProblemReport
-from asr.data.dataset import prepare_utterances
 from asr.data.loader import ctc_frames_fn, default_num_workers, make_loader, make_logmel
-from asr.data.manifest import read_manifest
+from asr.data.table import TextRules, open_table
 from asr.decoding import GreedyDecoder, make_run_decoder
 from asr.decoding.emissions import cached_emissions, compute_emissions, emission_key
 from asr.features import FEATURE_KEYS
@@ -86,8 +85,12 @@ def evaluate_checkpoint(cfg: EvaluateConfig, run_dir: str | Path) -> dict[str, A
     logmel = make_logmel(data)
     report = ProblemReport()
     frames = ctc_frames_fn(logmel, model.output_lengths)
-    utts = prepare_utterances(
-        read_manifest(manifest, report), vocab, data.language, math.inf, frames, report
+    utts = open_table(  # every duration kept: a test set is scored whole
+        manifest,
+        TextRules(vocab, data.language, math.inf),
+        output_frames=frames,
+        cache_dir=cache_root(data),
+        report=report,
     )
     if not utts:
         raise ConfigError(f"no usable utterances in {manifest} (skipped: {report.summary()})")

@@ -60,9 +60,9 @@ def training_utterances(m: Manifests, n_mels: int) -> tuple[list[Utterance], Spe
     """The usable training utterances, prepared as the product's loader prepares them, and the
     dataset that computes their log-mel features."""
     from asr.data.checks import ProblemReport
-    from asr.data.dataset import SpeechDataset, prepare_utterances
+    from asr.data.dataset import SpeechDataset
     from asr.data.loader import ctc_frames_fn, make_logmel
-    from asr.data.manifest import read_manifest
+    from asr.data.table import TextRules, open_table
     from asr.model import conv_output_lengths
     from asr.schema import DataConfig
     from asr.text import make_vocabulary
@@ -72,8 +72,12 @@ def training_utterances(m: Manifests, n_mels: int) -> tuple[list[Utterance], Spe
     logmel = make_logmel(data)
     frames = ctc_frames_fn(logmel, conv_output_lengths)
     report = ProblemReport()
-    utts = prepare_utterances(
-        read_manifest(m.train, report), vocab, m.language, data.max_duration, frames, report
+    utts = open_table(
+        m.train,
+        TextRules(vocab, m.language, data.max_duration),
+        output_frames=frames,
+        cache_dir=Path(data.cache_dir).expanduser(),
+        report=report,
     )
     if not utts:
         raise SystemExit(f"error: no usable training utterances in {m.train}")

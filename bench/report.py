@@ -152,6 +152,12 @@ def print_table(results: dict) -> None:
         print("\naugment presets at the quick start's size (audio s/s, median; ratio to default):")
         for name, s in aug.items():
             print(f"  {name:40s} {fmt(s['median'])}  {fmt(ratio(s['median'], ref))}x")
+    sc = results.get("scale")
+    if sc:
+        from bench.scale import table as scale_table
+
+        print("\nthe loader at scale (bench/scale.py):")
+        print("\n".join(scale_table(sc)))
     print_targets(results["targets"], "ratio")
 
 

@@ -13,7 +13,9 @@ Every side runs in its own subprocess (so its peak memory is its own), the two i
    each side; the best dev CER each reached;
 3. rtf: evaluate.py (fp32, and int8 with quantize=true) against the baseline's decode loop on the
    test split, with the race's weights: real-time factor and CER;
-4. levers (on request): the product with one speed lever switched off at a time, at seed size.
+4. levers (on request): the product with one speed lever switched off at a time, at seed size;
+5. scale (on request): the loader at 10k to 1M rows, its workers' memory, and each audio format's
+   decode speed (bench/scale.py).
 It prints a table and the ratios, and writes --out (default bench/results.json).
 """
 
@@ -264,7 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="a few minutes in all")
     mode.add_argument("--smoke", action="store_true", help="plumbing only (tiny model)")
     p.add_argument("--phases", default="throughput,race,rtf", help="any of: " + ",".join(
-        ("throughput", "race", "rtf", "levers", "augment")))  # fmt: skip
+        ("throughput", "race", "rtf", "levers", "augment", "scale")))  # fmt: skip
     p.add_argument("--manifests-dir", help="a folder with train/dev/test.jsonl (else synth_es)")
     p.add_argument("--cache-dir", help="where synth_es is cached (default: as train.py)")
     p.add_argument("--language", default="es")
@@ -323,6 +325,10 @@ def main(argv: list[str] | None = None) -> dict:
         results["levers"] = levers(a, plan, m, work, precision, scale)
     if "augment" in a.phases:
         results["augment"] = augment(a, plan, m, work, precision, scale)
+    if "scale" in a.phases:
+        from bench.scale import scale
+
+        results["scale"] = scale(a.mode, m, work)
     if "race" in a.phases:
         results["race"], ckpts = race(a, plan, m, work, precision)
         if "rtf" in a.phases:

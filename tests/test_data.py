@@ -8,13 +8,9 @@ import torch
 
 from asr.data.audio import AudioError, read_audio
 from asr.data.checks import ProblemReport, min_ctc_frames
-from asr.data.dataset import (
-    BucketBatchSampler,
-    Collate,
-    SpeechDataset,
-    prepare_utterances,
-)
+from asr.data.dataset import BucketBatchSampler, Collate, SpeechDataset
 from asr.data.manifest import ManifestError, read_manifest
+from asr.data.table import TextRules, open_table
 from asr.features import LogMel
 from asr.text import Vocabulary
 
@@ -31,15 +27,21 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def frames_10ms_stride2(duration: float) -> int:
-    return (int(duration * 100) + 1 + 1) // 2
+def frames_10ms_stride2(duration):
+    """Seconds -> CTC frames at 10 ms features and stride 2 (an array -> an array)."""
+    frames = (np.floor(np.asarray(duration, dtype=float) * 100).astype(int) + 1 + 1) // 2
+    return frames if np.ndim(duration) else int(frames)
 
 
 def utterances_of(tmp_path: Path, rows: list[dict], report: ProblemReport | None = None):
     """The utterances of a manifest of `rows`, as training keeps them (Spanish, 20 s at most)."""
-    manifest = read_manifest(write_manifest(tmp_path / "m.jsonl", rows))
-    return prepare_utterances(
-        manifest, Vocabulary(), "es", 20.0, frames_10ms_stride2, report or ProblemReport()
+    return open_table(
+        write_manifest(tmp_path / "m.jsonl", rows),
+        TextRules(Vocabulary(), "es", 20.0),
+        output_frames=frames_10ms_stride2,
+        cache_dir=tmp_path / "cache",
+        report=ProblemReport() if report is None else report,
+        log=lambda _: None,
     )
 
 
@@ -60,18 +62,17 @@ def test_malformed_manifest_names_file_and_line(tmp_path):
 
 
 def test_filters_drop_with_reasons(tmp_path):
-    for name in ("ok", "long"):
+    for name in ("ok", "empty", "long", "longer"):  # each file listed once (no duplicate_path)
         write_wav(tmp_path / f"{name}.wav", 0.3)
     rows = [
         {"audio_filepath": "ok.wav", "text": "Sí, señor", "duration": 0.3},
-        {"audio_filepath": "ok.wav", "text": " ¿? ", "duration": 0.3},  # empty after normalizing
+        {"audio_filepath": "empty.wav", "text": " ¿? ", "duration": 0.3},  # empty when normalized
         {"audio_filepath": "missing.wav", "text": "hola", "duration": 0.3},
         {"audio_filepath": "long.wav", "text": "una frase larguisima " * 3, "duration": 0.3},
-        {"audio_filepath": "ok.wav", "text": "hola", "duration": 30.0},
+        {"audio_filepath": "longer.wav", "text": "hola", "duration": 30.0},
     ]
     report = ProblemReport()
-    entries = read_manifest(write_manifest(tmp_path / "m.jsonl", rows))
-    utts = prepare_utterances(entries, Vocabulary(), "es", 20.0, frames_10ms_stride2, report)
+    utts = utterances_of(tmp_path, rows, report)
     assert [u.text for u in utts] == ["si senior"]
     assert report.counts == {
         "empty_text": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,14 +28,16 @@ class Audio(NamedTuple):
 
 
 def read_audio(path: str | Path, sample_rate: int) -> Audio:
-    """Read a file as float32 mono at `sample_rate`, and say what it was. Raises AudioError."""
-    path = Path(path)
-    if not path.is_file():
+    """Read a file as float32 mono at `sample_rate`, and say what it was. Raises AudioError.
+
+    `path` stays text (os.path, not pathlib): see `asr.data.table.Utterance`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
         raise AudioError("missing_file", f"audio file not found: {path}")
-    if path.stat().st_size == 0:
+    if os.path.getsize(path) == 0:
         raise AudioError("empty_audio", f"empty audio {path} (0 bytes)")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+        data, sr = sf.read(path, dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for broken files
         raise AudioError("unreadable_audio", f"unreadable audio {path}: {e}") from None
     if data.shape[0] == 0:

@@ -14,16 +14,17 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from asr.data.audio import AudioError
 from asr.data.checks import ProblemReport, load_checked
-from asr.data.dataset import Utterance, prepare_utterances
-from asr.data.manifest import ManifestError, read_manifest
+from asr.data.manifest import ManifestError
+from asr.data.table import TextRules, Utterance, open_table
 from asr.model import conv_output_lengths
 from asr.schema import ConfigError
 
@@ -36,9 +37,13 @@ class CtcFrames:
     hop_length: int
     stride: int
 
-    def __call__(self, seconds: float) -> int:
-        feat_frames = round(seconds * self.sample_rate) // self.hop_length + 1  # center=True
-        return int(conv_output_lengths(torch.tensor([feat_frames]), stride=self.stride)[0])
+    def __call__(self, seconds):
+        """Seconds -> frames; an array of durations -> an array of frame counts."""
+        s = np.asarray(seconds, dtype=np.float64)
+        samples = np.rint(np.atleast_1d(s) * self.sample_rate).astype(np.int64)
+        feat_frames = samples // self.hop_length + 1  # center=True
+        out = conv_output_lengths(torch.from_numpy(feat_frames), stride=self.stride).numpy()
+        return int(out[0]) if s.ndim == 0 else out
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,11 @@ def _init_worker() -> None:
 
 
 def check_audio(
-    utts: list[Utterance], sample_rate: int, frames: CtcFrames, jobs: int
+    utts: Sequence[Utterance], sample_rate: int, frames: CtcFrames, jobs: int
 ) -> Iterator[AudioResult]:
     """Load every utterance with the audio checks, in `jobs` processes."""
-    work = [(i, u, sample_rate, frames) for i, u in enumerate(utts)]
-    if jobs <= 1 or len(work) < 2:
+    work = ((i, u, sample_rate, frames) for i, u in enumerate(utts))
+    if jobs <= 1 or len(utts) < 2:
         _init_worker()
         yield from map(_check_audio, work)
         return
@@ -133,14 +138,19 @@ def main(argv: list[str] | None = None) -> int:
 
         vocab = make_vocabulary(cfg.data.alphabet)
         report = ProblemReport()
-        entries = read_manifest(args.manifest, report)
+        d = cfg.data
+        frames = CtcFrames(d.sample_rate, d.hop_length, cfg.model.stride)
+        utts = open_table(
+            args.manifest,
+            TextRules(vocab, d.language, d.max_duration),
+            output_frames=frames,
+            cache_dir=Path(d.cache_dir).expanduser(),
+            report=report,
+            log=lambda _: None,
+        )
     except (ConfigError, ManifestError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    d = cfg.data
-    frames = CtcFrames(d.sample_rate, d.hop_length, cfg.model.stride)
-    utts = prepare_utterances(entries, vocab, d.language, d.max_duration, frames, report)
-    line_of = {e.audio_path: e.line for e in entries}
     keep: dict[int, float] = {}
     for result in check_audio(utts, d.sample_rate, frames, args.jobs):
         utt = utts[result.index]
@@ -149,13 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for kind, detail in result.notes:
             report.add(kind, utt.utt_id, detail)
-        keep[line_of[utt.audio_path]] = result.seconds
+        keep[utts.line(result.index)] = result.seconds
 
     n_bad = report.n_skipped
     alphabet = d.alphabet or f"the seed alphabet ({d.language})"
-    n_lines = len(entries) + sum(
-        report.counts[k] for k in ("non_utf8", "bad_json", "duplicate_path")
-    )
+    n_lines = utts.entries
     print(
         f"{args.manifest}: {n_lines} entries, {len(keep)} usable, {n_bad} unusable; "
         f"checked against {alphabet}, "

@@ -1,7 +1,8 @@
 """What can be wrong with an utterance: every problem has one name, used everywhere.
 
 `python -m asr.data check` runs all checks eagerly over a manifest. Training runs the same
-checks lazily: line, file and text checks when a manifest is read (`prepare_utterances`), audio
+checks lazily: line, file and text checks when a manifest is read into its utterance table
+(`asr.data.table`), audio
 checks when an utterance is loaded (`load_checked`, in the DataLoader workers). Either way an
 unusable utterance is skipped and counted by kind in a `ProblemReport`, never a crash; a
 repairable one (another sample rate, several channels, a wrong declared duration) is repaired
@@ -20,7 +21,6 @@ from typing import NamedTuple
 import torch
 
 from asr.data.audio import AudioError, read_audio
-from asr.text import Vocabulary, normalize
 
 
 class Kind(NamedTuple):
@@ -168,35 +168,3 @@ def load_checked(
             f"{path}: {len(labels)} labels do not fit {audio.source_seconds:.2f} s of audio",
         )
     return Loaded(audio.wave, tuple(notes))
-
-
-class TextCheck(NamedTuple):
-    problem: str | None  # an unusable kind, or None
-    text: str  # normalized
-    labels: tuple[int, ...]
-    dropped: Counter[str]  # characters outside the alphabet
-
-
-def check_transcript(
-    raw: str,
-    duration: float,
-    vocab: Vocabulary,
-    language: str,
-    max_duration: float,
-    output_frames: Callable[[float], int],
-) -> TextCheck:
-    """The checks that need no audio: transcript, declared duration, CTC length."""
-    norm = normalize(raw, language, vocab)
-    if norm.dropped:
-        return TextCheck("chars_outside_alphabet", norm.text, (), norm.dropped)
-    if not norm.text:
-        return TextCheck("empty_text", "", (), norm.dropped)
-    if duration > max_duration:
-        return TextCheck("too_long_duration", norm.text, (), norm.dropped)
-    labels = tuple(vocab.encode(norm.text))
-    # A declared duration of 0 is what a manifest measured from an empty file holds: no
-    # transcript fits it, but the problem is the audio. Leave the verdict to the audio checks
-    # (`load_checked`), which report `empty_audio`, or redo the CTC check on the real duration.
-    if duration > 0 and not ctc_feasible(labels, output_frames(duration)):
-        return TextCheck("too_long_for_ctc", norm.text, labels, norm.dropped)
-    return TextCheck(None, norm.text, labels, norm.dropped)

@@ -1,11 +1,12 @@
-"""Utterances, the filters that drop them (always with a reason), and batches.
+"""From utterances to batches: features, duration buckets, padding.
 
-Data flow: manifest entries -> `prepare_utterances` (normalize text, drop what cannot train,
-count why) -> `SpeechDataset` (audio -> log-mel [-> SpecAugment], in DataLoader workers) ->
-`BucketBatchSampler` (similar durations share a batch) -> `collate` (pad; lengths travel with
-tensors). An utterance whose audio turns out unusable at load time is skipped, and a repaired
-one (resampled, mixed down, misdeclared duration) noted, in its batch's `problems`: never a
-crash. The checks themselves live in `asr.data.checks`, shared with `python -m asr.data check`.
+Data flow: manifest -> `asr.data.table` (normalize text, drop what cannot train, count why;
+columns that every process maps) -> `SpeechDataset` (audio -> log-mel [-> SpecAugment], in
+DataLoader workers) -> `BucketBatchSampler` (similar durations share a batch) -> `collate`
+(pad; lengths travel with tensors). An utterance whose audio turns out unusable at load time
+is skipped, and a repaired one (resampled, mixed down, misdeclared duration) noted, in its
+batch's `problems`: never a crash. The checks themselves live in `asr.data.checks`, shared
+with `python -m asr.data check`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,50 +21,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.data.audio import AudioError
-from asr.data.checks import ProblemReport, check_transcript, ctc_feasible, load_checked
-from asr.data.manifest import Entry
+from asr.data.checks import ctc_feasible, load_checked
+from asr.data.table import Utterance
 from asr.features import LogMel, SpecAugment
-from asr.text import Vocabulary
 
 if TYPE_CHECKING:
     from asr.augment import Plan, WaveAugment
     from asr.data.checks import Loaded as LoadedAudio
-
-
-@dataclass(frozen=True)
-class Utterance:
-    utt_id: str
-    audio_path: Path
-    text: str  # normalized: only vocabulary characters and single spaces
-    labels: tuple[int, ...]
-    duration: float
-
-
-def prepare_utterances(
-    entries: Sequence[Entry],
-    vocab: Vocabulary,
-    language: str,
-    max_duration: float,
-    output_frames: Callable[[float], int],
-    report: ProblemReport,
-) -> list[Utterance]:
-    """Keep the entries that can train; every one dropped is counted in `report` by kind.
-
-    These are the checks that need no audio (see `asr.data.checks`); the audio checks run when
-    an utterance is loaded. `output_frames(duration)` is the CTC frame count the model emits.
-    """
-    utts: list[Utterance] = []
-    for e in entries:
-        check = check_transcript(e.text, e.duration, vocab, language, max_duration, output_frames)
-        report.dropped_chars.update(check.dropped)
-        if check.problem is None and not e.audio_path.is_file():
-            report.add("missing_file", e.utt_id, str(e.audio_path))
-        elif check.problem is not None:
-            detail = "".join(sorted(check.dropped)) if check.dropped else ""
-            report.add(check.problem, e.utt_id, detail)
-        else:
-            utts.append(Utterance(e.utt_id, e.audio_path, check.text, check.labels, e.duration))
-    return utts
 
 
 class FeatureCache:
@@ -123,7 +86,7 @@ class SpeechDataset(Dataset):
         cache: FeatureCache | None = None,
         wave_augment: WaveAugment | None = None,
     ):
-        self.utts = list(utts)
+        self.utts = utts  # a list, or an UtteranceTable: indexed, never copied
         self.logmel = logmel
         self.augment = augment
         self.wave_augment = wave_augment
@@ -251,7 +214,7 @@ class Collate:
     """Pads a list of Items into a Batch (picklable, so DataLoader workers can run it)."""
 
     def __init__(self, utts: Sequence[Utterance]):
-        self.utts = list(utts)
+        self.utts = utts
 
     def __call__(self, items: list[Item]) -> Batch:
         good = [it for it in items if it.feats is not None]
@@ -321,15 +284,15 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.buckets = self._bucketize(self.durations)
         self.epoch = 0
         self.start = 0  # batches of this epoch already consumed (mid-epoch resume)
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[int, Batches] | None = None
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def _bucketize(self, durations: np.ndarray) -> list[list[int]]:
+    def _bucketize(self, durations: np.ndarray) -> list[np.ndarray]:
         order = np.argsort(durations, kind="stable")
         n_buckets = max(1, min(self.num_buckets, len(order) // max(self.batch_size, 1) or 1))
-        return [b.tolist() for b in np.array_split(order, n_buckets) if len(b)]
+        return [b for b in np.array_split(order, n_buckets) if len(b)]
 
     def epoch_durations(self, epoch: int) -> np.ndarray:
         """Each utterance's duration as `epoch` plays it (speed perturbation shortens or
@@ -339,45 +302,81 @@ class BucketBatchSampler(Sampler[list[int]]):
         factors = [self.speed(epoch, i) for i in range(len(self.durations))]
         return self.durations / np.asarray(factors, dtype=np.float64)
 
-    def _chunk(self, idx: list[int], durations: np.ndarray) -> list[list[int]]:
+    def _sizes(self, idx: np.ndarray, durations: np.ndarray) -> list[int]:
+        """The sizes of the batches `idx` (one shuffled bucket) is cut into, in order."""
         if self.batch_seconds is None:
-            return [idx[j : j + self.batch_size] for j in range(0, len(idx), self.batch_size)]
-        out: list[list[int]] = []
-        batch: list[int] = []
-        seconds = 0.0
-        for i in idx:
-            if batch and seconds + durations[i] > self.batch_seconds:
-                out.append(batch)
-                batch, seconds = [], 0.0
-            batch.append(i)
-            seconds += durations[i]
-        return out + ([batch] if batch else [])
+            full, rest = divmod(len(idx), self.batch_size)
+            return [self.batch_size] * full + ([rest] if rest else [])
+        sizes: list[int] = []
+        size, seconds = 0, 0.0
+        for d in durations[idx].tolist():
+            if size and seconds + d > self.batch_seconds:
+                sizes.append(size)
+                size, seconds = 0, 0.0
+            size += 1
+            seconds += d
+        return sizes + ([size] if size else [])
 
-    def all_batches(self, epoch: int) -> list[list[int]]:
+    def all_batches(self, epoch: int) -> Batches:
         """Every rank's batches of `epoch`, in order."""
         rng = np.random.default_rng([self.seed, epoch])
         durations = self.epoch_durations(epoch)
         buckets = self.buckets if self.speed is None else self._bucketize(durations)
-        out: list[list[int]] = []
-        for bucket in buckets:
-            idx = [int(i) for i in (rng.permutation(bucket) if self.shuffle else bucket)]
-            out += self._chunk(idx, durations)
-        if self.shuffle:
-            out = [out[i] for i in rng.permutation(len(out))]
-        return out
+        order = [rng.permutation(b) if self.shuffle else b for b in buckets]
+        sizes = [self._sizes(idx, durations) for idx in order]
+        batches = Batches(
+            np.concatenate(order) if order else np.empty(0, np.int64),
+            np.asarray([n for s in sizes for n in s], np.int64),
+        )
+        return batches.select(rng.permutation(len(batches))) if self.shuffle else batches
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def batches(self, epoch: int) -> Batches:
         """This rank's batches of `epoch`."""
         if self._cache is None or self._cache[0] != epoch:
             every = self.all_batches(epoch)
             if self.world_size > 1:
                 usable = len(every) - len(every) % self.world_size
-                every = every[self.rank : usable : self.world_size]
+                every = every.select(np.arange(self.rank, usable, self.world_size))
             self._cache = (epoch, every)
         return self._cache[1]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches(self.epoch)[self.start :]
+        batches = self.batches(self.epoch)
+        for i in range(self.start, len(batches)):
+            yield batches[i]
 
     def __len__(self) -> int:
         return len(self.batches(self.epoch)) - self.start
+
+
+class Batches(Sequence[list[int]]):
+    """An epoch's batches as two arrays, the utterance indices back to back and each batch's
+    size, not a list per batch: a corpus of a million utterances keeps no Python object per
+    utterance between epochs. `batches[i]` is a list of indices; comparing with a list of
+    lists compares the batches."""
+
+    def __init__(self, order: np.ndarray, sizes: np.ndarray):
+        self.order, self.sizes = order, sizes
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i):  # int -> list[int]; slice -> list[list[int]]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # negative indices, and IndexError
+        return self.order[self.starts[i] : self.starts[i + 1]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(self[i] == list(b) for i, b in enumerate(other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def select(self, which: np.ndarray) -> Batches:
+        """The batches numbered `which`, in that order."""
+        sizes = self.sizes[which]
+        within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return Batches(self.order[np.repeat(self.starts[which], sizes) + within], sizes)

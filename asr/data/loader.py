@@ -7,10 +7,11 @@ import gc
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
@@ -19,15 +20,8 @@ from asr.augment import WaveAugment, make_wave_augment
 from asr.cluster import ignore_stop_signals
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
-from asr.data.dataset import (
-    BucketBatchSampler,
-    Collate,
-    FeatureCache,
-    SpeechDataset,
-    Utterance,
-    prepare_utterances,
-)
-from asr.data.manifest import read_manifest
+from asr.data.dataset import BucketBatchSampler, Collate, FeatureCache, SpeechDataset
+from asr.data.table import TextRules, Utterance, UtteranceTable, open_table
 from asr.features import LogMel, SpecAugment
 from asr.schema import AugmentConfig, ConfigError, DataConfig
 from asr.text import Vocabulary
@@ -59,11 +53,14 @@ def make_augment(a: AugmentConfig) -> SpecAugment | None:
 
 
 def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch.Tensor]):
-    """duration (s) -> CTC frames the model emits for it, computed without loading audio."""
+    """duration (s) -> CTC frames the model emits for it, computed without loading audio; an
+    array of durations (a whole table's) -> an array of frame counts."""
 
-    def frames(duration: float) -> int:
-        n = torch.tensor([logmel.num_frames(round(duration * logmel.sample_rate))])
-        return int(output_lengths(n)[0])
+    def frames(duration):
+        seconds = np.asarray(duration, dtype=np.float64)
+        samples = np.rint(np.atleast_1d(seconds) * logmel.sample_rate).astype(np.int64)
+        out = output_lengths(logmel.num_frames(torch.from_numpy(samples))).numpy()
+        return int(out[0]) if seconds.ndim == 0 else out
 
     return frames
 
@@ -71,7 +68,7 @@ def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch
 @dataclass
 class Splits:
     manifests: dict[str, Path]
-    utts: dict[str, list[Utterance]]
+    utts: dict[str, UtteranceTable]
     report: ProblemReport  # what reading the manifests found; loading the audio adds to it
 
     def describe(self) -> str:
@@ -88,9 +85,15 @@ def load_splits(
     """Resolve (or build) the manifests and keep what can train; refuse an unusable set-up."""
     manifests = resolve_manifests(d, log=log)
     report = ProblemReport()
+    rules = TextRules(vocab, d.language, d.max_duration)
     utts = {
-        split: prepare_utterances(
-            read_manifest(path, report), vocab, d.language, d.max_duration, output_frames, report
+        split: open_table(
+            path,
+            rules,
+            output_frames=output_frames,
+            cache_dir=Path(d.cache_dir).expanduser(),
+            report=report,
+            log=log,
         )
         for split, path in manifests.items()
     }
@@ -117,6 +120,10 @@ def default_num_workers(wanted: int | None, device: torch.device) -> int:
 
 
 def _worker_init(_: int) -> None:
+    # What the worker inherited from the main process stays out of its garbage collector: a
+    # collection writes to every object it visits, which would copy each page of the parent's
+    # heap into the worker (what `gc.freeze` is for; moving the generations is O(1)).
+    gc.freeze()
     # Feature extraction is light; one thread per worker keeps the cores for the model, and a
     # lower priority lets it use the time the model's threads leave idle (between the GRU's
     # small steps) without preempting them: each preemption stalls the model's other thread.
@@ -150,7 +157,7 @@ def _worker_context() -> multiprocessing.context.BaseContext | None:
 
 
 def make_loader(
-    utts: list[Utterance],
+    utts: Sequence[Utterance],
     logmel: LogMel,
     *,
     batch_size: int,
@@ -185,7 +192,7 @@ def make_loader(
         utts, logmel, augment, seed, output_frames, cache=cache, wave_augment=wave_augment
     )
     speed = dataset.speed_of if wave_augment and wave_augment.cfg.speed_factors else None
-    durations = [u.duration for u in utts]
+    durations = utts.durations if isinstance(utts, UtteranceTable) else [u.duration for u in utts]
     sampler = BucketBatchSampler(
         durations,
         batch_size,
@@ -222,7 +229,8 @@ def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     dropped, so the shards of an evaluation may differ in length by one batch."""
     if world_size == 1:
         return loader
-    batches = list(loader.batch_sampler)[rank::world_size]
+    every = loader.batch_sampler.batches(0)
+    batches = every.select(np.arange(rank, len(every), world_size))
     return _loader(
         loader.dataset,
         batches,
@@ -266,7 +274,7 @@ def make_training_data(
         pin_memory=device.type == "cuda",
     )
     wave_augment = make_wave_augment(
-        augment, d.sample_rate, seed=seed, train_audio=[u.audio_path for u in splits.utts["train"]]
+        augment, d.sample_rate, seed=seed, train_audio=splits.utts["train"].audio_paths
     )
     train_loader, train_sampler = make_loader(
         splits.utts["train"],

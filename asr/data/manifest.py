@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,52 @@ class Entry:
     line: int = 0  # 1-based line in its manifest, for messages
 
 
+class BadLine(ValueError):
+    """One manifest line that is not an entry: `kind` is `non_utf8` or `bad_json`."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+def _as_path_str(audio: str, folder: str) -> str:
+    """`str(Path(folder) / audio)`, without building Paths in the common case (a million
+    lines are read at start-up): the same string, so duplicates are found the same way."""
+    joined = audio if audio.startswith("/") or not folder else f"{folder}/{audio}"
+    odd = "//" in joined or "/./" in joined or joined.startswith("./")
+    return str(Path(joined)) if odd or joined.endswith(("/", "/.")) else joined
+
+
+def parse_line(raw: bytes, folder: str) -> tuple[str, str, str, float] | None:
+    """One manifest line -> (utt_id, audio path, text, duration), or None for a blank line.
+
+    A relative audio path is joined to `folder` (the manifest's own). Raises BadLine.
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadLine("non_utf8", str(e)) from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+        audio = row["audio_filepath"]
+        if not isinstance(audio, str):
+            kind = type(audio).__name__
+            raise TypeError(f"expected str, bytes or os.PathLike object, not {kind}")
+        text, duration = row["text"], float(row["duration"])
+        if not isinstance(text, str) or not math.isfinite(duration) or duration < 0:
+            raise ValueError("text must be a string, duration a finite number >= 0")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise BadLine("bad_json", str(e)) from None
+    path = _as_path_str(audio, folder)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return str(row.get("id") or row.get("utt_id") or stem), path, text, duration
+
+
 def read_manifest(path: str | Path, report: ProblemReport | None = None) -> list[Entry]:
-    """Entries of a manifest, in order.
+    """Entries of a manifest, in order (for small manifests and text; training reads the
+    utterance table, `asr.data.table`, built by the same `parse_line`).
 
     With a `report`, a line that is not UTF-8 or not a valid entry, and an audio file listed a
     second time, are skipped and counted there (kinds `non_utf8`, `bad_json`,
@@ -39,38 +84,26 @@ def read_manifest(path: str | Path, report: ProblemReport | None = None) -> list
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     entries: list[Entry] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    folder = str(path.parent)
     with path.open("rb") as f:  # bytes: one non-UTF-8 line must not hide the others
         for lineno, raw in enumerate(f, start=1):
-            where = f"{path.name}:{lineno}"
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
+                parsed = parse_line(raw, folder)
+            except BadLine as e:
                 if report is None:
-                    raise ManifestError(f"{path}:{lineno}: not UTF-8 ({e})") from None
-                report.add("non_utf8", where)
+                    what = "not UTF-8" if e.kind == "non_utf8" else "bad manifest line"
+                    raise ManifestError(f"{path}:{lineno}: {what} ({e})") from None
+                report.add(e.kind, f"{path.name}:{lineno}", "" if e.kind == "non_utf8" else str(e))
                 continue
-            if not line.strip():
+            if parsed is None:
                 continue
-            try:
-                row = json.loads(line)
-                audio = Path(row["audio_filepath"])
-                text, duration = row["text"], float(row["duration"])
-                if not isinstance(text, str) or not math.isfinite(duration) or duration < 0:
-                    raise ValueError("text must be a string, duration a finite number >= 0")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                if report is None:
-                    raise ManifestError(f"{path}:{lineno}: bad manifest line ({e})") from None
-                report.add("bad_json", where, str(e))
-                continue
-            if not audio.is_absolute():
-                audio = path.parent / audio
-            utt_id = str(row.get("id") or row.get("utt_id") or audio.stem)
+            utt_id, audio, text, duration = parsed
             if report is not None and audio in seen:
                 report.add("duplicate_path", utt_id, f"line {lineno}")
                 continue
             seen.add(audio)
-            entries.append(Entry(utt_id, audio, text, duration, lineno))
+            entries.append(Entry(utt_id, Path(audio), text, duration, lineno))
     return entries
 
 

@@ -45,12 +45,12 @@ class Emissions:
 
     def to_plain(self) -> dict[str, Any]:
         """Tensors and plain values only, which the weights-only unpickler reads back."""
-        utts = [{**dataclasses.asdict(u), "audio_path": str(u.audio_path)} for u in self.utts]
+        utts = [dataclasses.asdict(u) for u in self.utts]
         return {**self.__dict__, "utts": utts}
 
     @classmethod
     def from_plain(cls, state: dict[str, Any]) -> Emissions:
-        utts = [Utterance(**{**u, "audio_path": Path(u["audio_path"])}) for u in state["utts"]]
+        utts = [Utterance(**u) for u in state["utts"]]
         problems = [tuple(p) for p in state["problems"]]
         return cls(**{**state, "utts": utts, "problems": problems})
 
