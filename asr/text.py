@@ -167,8 +167,14 @@ class Normalizer:
         if language not in LANGUAGES:
             raise ValueError(f"language must be one of {'|'.join(LANGUAGES)} (got {language!r})")
         self.allowed = (vocab or Vocabulary()).characters
-        self.ni = language == "es" and "ñ" not in self.allowed
-        self._rules = _Rules(self.allowed)
+        rules = _Rules(self.allowed)
+        # The replacements made before the per-character rule, folded into the same table:
+        # Spanish ñ -> ni (before accent stripping, which would make it "n"), typographic
+        # apostrophes -> "'".
+        if language == "es" and "ñ" not in self.allowed:
+            rules[ord("ñ")] = rules[ord("n")] + rules[ord("i")]
+        rules[ord("’")] = rules[ord("`")] = rules[ord("'")]
+        self._rules = rules
         self._kept = self.allowed | {" "}
 
     def __call__(self, text: str) -> Normalized:
@@ -178,10 +184,9 @@ class Normalizer:
     def split(self, text: str) -> tuple[str, str]:
         """(normalized text, the characters outside the alphabet, each occurrence): the
         allocation-free form of `__call__`, for reading a corpus."""
-        text = unicodedata.normalize("NFC", text).lower()
-        if self.ni:
-            text = text.replace("ñ", "ni")  # before accent stripping, which would make it "n"
-        text = text.replace("’", "'").replace("`", "'").translate(self._rules)
+        if not text.isascii():  # (NFC leaves ASCII as it is)
+            text = unicodedata.normalize("NFC", text)
+        text = text.lower().translate(self._rules)
         dropped = ""
         if not self._kept.issuperset(text):
             dropped = "".join(c for c in text if c not in self._kept)

@@ -206,3 +206,68 @@ def test_a_worker_reads_every_row_without_copying_the_table(corpus_cache, tmp_pa
     assert objects_growth > 5, "the measure must see a worker copy pages it reads"
     assert table_growth < 1.5, f"the worker copied {table_growth:.1f} MiB reading the table"
     assert np.isfinite(objects_growth)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"a": 1}\n', ' {"a": 1}', '{"a": 1} \x0b\n', '{"a": 1}{"b": 2}', "[1, 2]", '"text"', "NaN",
+     '{"a": 1, "a": 2}', "{", "", '{"a": "\\ud800"}', '{"a": 1}\r\n\t '],
+)  # fmt: skip
+def test_the_fast_json_line_reader_gives_json_loads_verdicts(line):
+    from asr.data.manifest import _loads
+
+    try:
+        want = ("ok", json.loads(line))
+    except ValueError as e:
+        want = ("error", str(e))
+    try:
+        got = ("ok", _loads(line))
+    except ValueError as e:
+        got = ("error", str(e))
+    assert got == want or (want[1] != want[1] and got[1] != got[1])  # NaN is not NaN
+
+
+def test_listing_a_folder_finds_the_same_files_as_isfile(tmp_path, monkeypatch):
+    from asr.data.table import FileCheck
+
+    (tmp_path / "d").mkdir()
+    for i in range(20):
+        (tmp_path / "d" / f"{i}.wav").write_bytes(b"x")
+    (tmp_path / "d" / "sub").mkdir()
+    (tmp_path / "d" / "link.wav").symlink_to(tmp_path / "d" / "0.wav")
+    (tmp_path / "d" / "broken.wav").symlink_to(tmp_path / "nowhere.wav")
+    (tmp_path / "d" / "dirlink").symlink_to(tmp_path / "d" / "sub")
+    monkeypatch.chdir(tmp_path / "d")
+    names = [f"{i}.wav" for i in range(25)] + ["sub", "link.wav", "broken.wav", "dirlink", ""]
+    paths = [str(tmp_path / "d" / n) for n in names] + [str(tmp_path / "d") + "/"]
+    paths += [f"{tmp_path}/d/../d/3.wav", f"{tmp_path}/gone/1.wav", "4.wav", "30.wav"]
+    paths = paths * 2  # the second time round, every folder has been listed
+    assert FileCheck()(paths) == [os.path.isfile(p) for p in paths]
+
+
+def test_odd_rows_read_the_same_as_before(corpus_cache, tmp_path, monkeypatch):
+    """Paths Path would rewrite ("./", "//", a trailing "/."), one file listed twice in two
+    spellings, ids given as numbers or as `utt_id`, a path no file system can hold (a lone
+    surrogate), a relative manifest path: the same rows, ids and drops as the old reader."""
+    corpus = next(corpus_cache.glob("synth_es-*"))
+    src = [json.loads(line) for line in (corpus / "dev.jsonl").open()]
+    for i, r in enumerate(src[:6]):
+        (tmp_path / f"{i}.flac").write_bytes((corpus / r["audio_filepath"]).read_bytes())
+    rows = [
+        {**src[0], "audio_filepath": "./0.flac"},
+        {**src[0], "audio_filepath": "0.flac"},  # the same file again
+        {**src[1], "audio_filepath": f"{tmp_path}//1.flac", "id": 7},
+        {**src[2], "audio_filepath": "2.flac/.", "utt_id": "two"},
+        {**src[3], "audio_filepath": "3\ud800.flac"},
+        {**src[4], "audio_filepath": "4.flac", "id": 0, "utt_id": ""},
+        {**src[5], "audio_filepath": "sub/../5.flac", "text": "5 €"},
+    ]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # \ud800
+    monkeypatch.chdir(tmp_path)
+    rules = TextRules(Vocabulary(), "es", 30.0)
+    tables, reference, ours, theirs = read_both(
+        [Path("m.jsonl")], rules, tmp_path / "cache", frames_of_default_model()
+    )
+    assert tables == reference and len(tables[0]) == 4
+    assert_same_report(ours, theirs)
