@@ -60,6 +60,7 @@ JOB_DIR_EXCLUDE = frozenset(
         "data.train_manifest",
         "data.dev_manifest",
         "data.test_manifest",
+        "data.shards_dir",
         "trainer.resume",
         "trainer.init_from",
         "decode.lm",
@@ -231,11 +232,19 @@ def check_cross_fields(cfg: TrainConfig) -> None:
             raise ConfigError(f"data.root is required for data.corpus={d.corpus}")
         if d.root and not Path(d.root).expanduser().is_dir():
             raise ConfigError(f"data.root does not exist: {d.root}")
-    if d.corpus == "manifest":
+    if d.corpus in ("manifest", "shards"):
         for split in ("train", "dev", "test"):
             value = getattr(d, f"{split}_manifest")
             if value and not Path(value).expanduser().is_file():
                 raise ConfigError(f"data.{split}_manifest does not exist: {value}")
+    if d.corpus == "shards":
+        if not (Path(d.shards_dir).expanduser() / "index.json").is_file():
+            raise ConfigError(f"data.shards_dir holds no index.json: {d.shards_dir}")
+        if cfg.augment.waveform:
+            raise ConfigError(
+                "augment: waveform augmentation reads other utterances' files (babble), which "
+                "shards do not offer; use augment=specaugment with data=shards"
+            )
     if cfg.model.n_feats != cfg.data.n_mels:
         raise ConfigError(
             f"model.n_feats ({cfg.model.n_feats}) must equal data.n_mels ({cfg.data.n_mels})"

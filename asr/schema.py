@@ -43,7 +43,7 @@ def _check(ok: bool, message: str) -> None:
 
 # Corpora that `python -m asr.data prepare` turns into manifests: the recipe registry's.
 RECIPES = tuple(REGISTRY)
-CORPORA = ("synth_es", "manifest", *RECIPES)
+CORPORA = ("synth_es", "manifest", "shards", *RECIPES)
 
 RUNTIMES = ("torch", "onnx")
 OBJECTIVES = ("cer", "wer", "guarded_wer")  # evaluate.py objective
@@ -63,7 +63,7 @@ def default_cache_dir() -> str:
 
 @dataclass
 class DataConfig:
-    corpus: str = "synth_es"  # one of CORPORA: synth_es | manifest | a recipe of RECIPES
+    corpus: str = "synth_es"  # one of CORPORA: synth_es | manifest | shards | a recipe of RECIPES
     language: str = "es"  # es | en: text normalization (es also maps ñ -> ni)
     alphabet: str | None = None  # a custom alphabet file (one symbol per line); null: a-z ' space
     root: str | None = None  # recipe corpora: the corpus folder as downloaded
@@ -71,6 +71,9 @@ class DataConfig:
     train_manifest: str | None = None
     dev_manifest: str | None = None
     test_manifest: str | None = None
+    # corpus=shards: the training set as tar shards (`python -m asr.data shard`), streamed
+    shards_dir: str | None = None
+    shuffle_buffer: int = 1000  # corpus=shards: utterances in each reader's shuffle buffer
     # Where generated corpora live: outside any run directory, shared by all runs and sweeps.
     # Default: $ASR_CACHE_DIR, else ~/.cache/asr-sweep.
     cache_dir: str = field(default_factory=default_cache_dir)
@@ -151,6 +154,10 @@ class DataConfig:
             for split in ("train", "dev"):
                 value = getattr(self, f"{split}_manifest")
                 _check(bool(value), f"{split}_manifest must be set when corpus=manifest")
+        if self.corpus == "shards":
+            _check(bool(self.shards_dir), "shards_dir must be set when corpus=shards")
+            _check(bool(self.dev_manifest), "dev_manifest must be set when corpus=shards")
+        _check(self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1 (got {self.shuffle_buffer})")
 
 
 @dataclass

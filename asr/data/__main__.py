@@ -1,14 +1,15 @@
-"""`python -m asr.data prepare|check ...`: the data command line.
+"""`python -m asr.data prepare|check|shard ...`: the data command line.
 
 - `prepare <recipe> --root DIR --out DIR`: a corpus as downloaded -> NeMo-style JSONL manifests.
 - `check MANIFEST [--fix OUT]`: read every entry, report what is wrong by kind, optionally clean.
+- `shard --manifest M --out DIR --shard-size N`: tar shards and their index, for `data=shards`.
 """
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m asr.data {prepare,check} ... (add --help after either for its options)"
+USAGE = "usage: python -m asr.data {prepare,check,shard} ... (add --help after one for its options)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from asr.data.check import main as check_main
 
         return check_main(rest)
+    if command == "shard":
+        from asr.data.shard_write import main as shard_main
+
+        return shard_main(rest)
     print(f"unknown command {command!r}; {USAGE}", file=sys.stderr)
     return 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -36,14 +37,27 @@ def read_audio(path: str | Path, sample_rate: int) -> Audio:
         raise AudioError("missing_file", f"audio file not found: {path}")
     if os.path.getsize(path) == 0:
         raise AudioError("empty_audio", f"empty audio {path} (0 bytes)")
+    return _decode(path, path, sample_rate)
+
+
+def read_audio_bytes(data: bytes, sample_rate: int, *, name: str, ext: str) -> Audio:
+    """`read_audio` of a file's bytes (a member of a tar shard); `ext` is the file's suffix,
+    `name` what messages call it."""
+    if not data:
+        raise AudioError("empty_audio", f"empty audio {name} (0 bytes)")
+    # libsndfile finds every other format from the bytes themselves; MP3 needs the hint
+    return _decode(io.BytesIO(data), name, sample_rate, "MP3" if ext == "mp3" else None)
+
+
+def _decode(source, name: str, sample_rate: int, fmt: str | None = None) -> Audio:
     try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)  # (N, channels)
+        data, sr = sf.read(source, dtype="float32", always_2d=True, format=fmt)  # (N, channels)
     except Exception as e:  # soundfile raises several types for broken files
-        raise AudioError("unreadable_audio", f"unreadable audio {path}: {e}") from None
+        raise AudioError("unreadable_audio", f"unreadable audio {name}: {e}") from None
     if data.shape[0] == 0:
-        raise AudioError("empty_audio", f"empty audio {path}")
+        raise AudioError("empty_audio", f"empty audio {name}")
     if not np.isfinite(data).all():
-        raise AudioError("nonfinite_audio", f"non-finite samples in {path}")
+        raise AudioError("nonfinite_audio", f"non-finite samples in {name}")
     wave = torch.from_numpy(data.mean(axis=1))  # mixdown: mean over channels
     if sr != sample_rate:
         wave = AF.resample(wave, sr, sample_rate)

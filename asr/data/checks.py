@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from asr.data.audio import AudioError, read_audio
+from asr.data.audio import Audio, AudioError, read_audio
 
 
 class Kind(NamedTuple):
@@ -150,6 +150,18 @@ def load_checked(
     against the real duration, since a declared duration can be wrong.
     """
     audio = read_audio(path, sample_rate)
+    return check_loaded(audio, path, sample_rate, declared_duration, labels, output_frames)
+
+
+def check_loaded(
+    audio: Audio,
+    name: str | Path,
+    sample_rate: int,
+    declared_duration: float,
+    labels: tuple[int, ...],
+    output_frames: Callable[[float], int] | None = None,
+) -> Loaded:
+    """The checks of `load_checked` on audio already read (`name` is what messages call it)."""
     notes = []
     if audio.source_rate != sample_rate:
         notes.append(("resampled", f"{audio.source_rate} Hz"))
@@ -165,6 +177,6 @@ def load_checked(
     if output_frames is not None and not ctc_feasible(labels, output_frames(audio.source_seconds)):
         raise AudioError(
             "too_long_for_ctc",
-            f"{path}: {len(labels)} labels do not fit {audio.source_seconds:.2f} s of audio",
+            f"{name}: {len(labels)} labels do not fit {audio.source_seconds:.2f} s of audio",
         )
     return Loaded(audio.wave, tuple(notes))

@@ -25,17 +25,19 @@ def resolve_manifests(d: DataConfig, log: Callable[[str], None] = print) -> dict
     `synth_es` is built in the cache on first use, a recipe corpus (`data.corpus` in RECIPES)
     prepared there from `data.root`. For `manifest`, the user-given paths (absolute, or relative
     to the current directory); a missing test manifest is allowed (the run then reports no test
-    score).
+    score). For `shards`, the same for dev and test (train is streamed from its shards).
     """
     if d.corpus == "synth_es":
         return build_synth_corpus(Path(d.cache_dir).expanduser(), d.synth, log=log)
     if d.corpus in RECIPES:
         return prepare_recipe_corpus(d, log=log)
-    if d.corpus != "manifest":
+    if d.corpus not in ("manifest", "shards"):
         raise ValueError(f"unknown corpus {d.corpus!r}")
     out: dict[str, Path] = {}
     for split in SPLITS:
         value = getattr(d, f"{split}_manifest")
+        if d.corpus == "shards" and split == "train":
+            continue  # streamed from data.shards_dir
         if not value:
             continue
         path = Path(value).expanduser().resolve()

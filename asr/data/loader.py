@@ -21,6 +21,7 @@ from asr.cluster import ignore_stop_signals
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import BucketBatchSampler, Collate, FeatureCache, SpeechDataset
+from asr.data.shards import ShardEpochs, ShardIndex, ShardStream, StreamSpec
 from asr.data.table import TextRules, Utterance, UtteranceTable, open_table
 from asr.features import LogMel, SpecAugment
 from asr.schema import AugmentConfig, ConfigError, DataConfig
@@ -68,7 +69,7 @@ def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch
 @dataclass
 class Splits:
     manifests: dict[str, Path]
-    utts: dict[str, UtteranceTable]
+    utts: dict[str, UtteranceTable | ShardIndex]  # train is a ShardIndex with data=shards
     report: ProblemReport  # what reading the manifests found; loading the audio adds to it
 
     def describe(self) -> str:
@@ -97,6 +98,10 @@ def load_splits(
         )
         for split, path in manifests.items()
     }
+    if d.corpus == "shards":  # the training set streams from its shards
+        index = ShardIndex(d.shards_dir)
+        index.check_rules(vocab, d.language)
+        utts = {"train": index, **utts}
     n_train = len(utts.get("train", []))
     if n_train == 0:
         where = manifests.get("train")
@@ -224,6 +229,50 @@ def _loader(
     )
 
 
+def make_stream_loader(
+    index: ShardIndex,
+    d: DataConfig,
+    logmel: LogMel,
+    *,
+    augment: SpecAugment | None,
+    vocab: Vocabulary,
+    output_frames: Callable[[float], int],
+    seed: int,
+    rank: int,
+    world_size: int,
+    num_workers: int,
+    pin_memory: bool,
+) -> tuple[DataLoader, ShardEpochs]:
+    """data=shards: this rank's training batches, streamed from its shards (each worker one
+    stream of `asr.data.shards`, collating its own batches)."""
+    spec = StreamSpec(
+        seed=seed,
+        batch_size=d.batch_size,
+        batch_seconds=d.batch_seconds,
+        buffer=d.shuffle_buffer,
+        num_buckets=d.num_buckets,
+        max_duration=d.max_duration,
+        world_size=world_size,
+        streams=max(num_workers, 1),
+    )
+    stream = ShardStream(
+        index, spec, rank=rank, logmel=logmel, augment=augment, vocab=vocab,
+        output_frames=output_frames,
+    )  # fmt: skip
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        multiprocessing_context=_worker_context() if num_workers > 0 else None,
+        prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),  # not the global RNG (see make_loader)
+    )
+    return loader, ShardEpochs(stream)
+
+
 def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     """The same loader over every `world_size`-th of its batches, from `rank`'s: nothing is
     dropped, so the shards of an evaluation may differ in length by one batch."""
@@ -273,23 +322,38 @@ def make_training_data(
         cache=FeatureCache(int(d.feature_cache_mb * 2**20)) if d.feature_cache_mb else None,
         pin_memory=device.type == "cuda",
     )
-    wave_augment = make_wave_augment(
-        augment, d.sample_rate, seed=seed, train_audio=splits.utts["train"].audio_paths
-    )
-    train_loader, train_sampler = make_loader(
-        splits.utts["train"],
-        logmel,
-        batch_size=d.batch_size,
-        augment=make_augment(augment),
-        num_buckets=d.num_buckets,
-        seed=seed,
-        shuffle=True,
-        batch_seconds=d.batch_seconds,
-        rank=rank,  # each rank its own shard of the batches, all as many
-        world_size=world_size,
-        wave_augment=wave_augment,
-        **common,
-    )
+    train = splits.utts["train"]
+    if isinstance(train, ShardIndex):
+        train_loader, train_sampler = make_stream_loader(
+            train,
+            d,
+            logmel,
+            augment=make_augment(augment),
+            vocab=vocab,
+            output_frames=frames,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        train_loader, train_sampler = make_loader(
+            train,
+            logmel,
+            batch_size=d.batch_size,
+            augment=make_augment(augment),
+            num_buckets=d.num_buckets,
+            seed=seed,
+            shuffle=True,
+            batch_seconds=d.batch_seconds,
+            rank=rank,  # each rank its own shard of the batches, all as many
+            world_size=world_size,
+            wave_augment=make_wave_augment(
+                augment, d.sample_rate, seed=seed, train_audio=train.audio_paths
+            ),
+            **common,
+        )
     eval_batch = d.eval_batch_size or d.batch_size
     eval_loaders = {
         split: shard_batches(
