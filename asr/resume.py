@@ -77,7 +77,10 @@ def changed_settings(state: dict[str, Any], cfg: TrainConfig) -> list[tuple[str,
     saved_data = dataclasses.asdict(checkpoint.checkpoint_data(state))
     saved_model = state["config"].get("model", {})
     now_data, now_model = dataclasses.asdict(cfg.data), dataclasses.asdict(cfg.model)
-    pairs = [(f"data.{k}", saved_data[k], now_data[k]) for k in (*FEATURE_KEYS, *TEXT_KEYS)]
+    keys = (*FEATURE_KEYS, *TEXT_KEYS)
+    if cfg.data.corpus == "shards":  # the workers are the streams the shards are dealt to
+        keys += ("num_workers", "shuffle_buffer")
+    pairs = [(f"data.{k}", saved_data.get(k), now_data[k]) for k in keys]
     pairs += [(f"model.{k}", saved_model[k], v) for k, v in now_model.items() if k in saved_model]
     return [(key, old, new) for key, old, new in pairs if old != new]
 

@@ -7,7 +7,10 @@
 2. workers: 4 DataLoader workers read a whole epoch of short clips (`bench/scale_workers.py`,
    its own subprocess): the PSS they add to the main process's, and each one's private memory
    after its first batch and after the epoch.
-3. decode: each decode path's audio seconds per CPU second on one core, features included,
+3. shards: the same clips written as tar shards (`python -m asr.data shard`) at two corpus
+   sizes, an epoch read by 4 workers through `data=shards`: the main process's peak RSS at
+   each size (flat, if nothing grows with the corpus).
+4. decode: each decode path's audio seconds per CPU second on one core, features included,
    and the workers one GPU needs at the anchor rate (`bench/decode_speed.py`).
 """
 
@@ -34,14 +37,15 @@ class ScalePlan:
     sizes: tuple[int, ...]  # manifest rows for the start-up runs
     rounds: int  # interleaved rounds of start-up runs
     worker_rows: int  # short clips read by the workers in one epoch
+    shard_sizes: tuple[int, int]  # clips in the smaller and the larger shard corpus
     decode_files: int
     decode_rounds: int
 
 
 SCALE_PLANS = {
-    "smoke": ScalePlan((1_000, 3_000), 1, 400, 2, 1),
-    "quick": ScalePlan((10_000, 100_000), 1, 5_000, 5, 2),
-    "full": ScalePlan((10_000, 100_000, 1_000_000), 3, 50_000, 20, 5),
+    "smoke": ScalePlan((1_000, 3_000), 1, 400, (200, 1_000), 2, 1),
+    "quick": ScalePlan((10_000, 100_000), 1, 5_000, (2_000, 20_000), 5, 2),
+    "full": ScalePlan((10_000, 100_000, 1_000_000), 3, 50_000, (10_000, 100_000), 20, 5),
 }
 CLIP_SECONDS = 0.4  # the workers' clips: short, so that an epoch of many rows stays minutes
 
@@ -133,11 +137,9 @@ def startup(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None
     }
 
 
-def workers(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]) -> dict:
-    folder = work / "clips"
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = linked_manifest(m.train, plan.worker_rows, folder, clip=short_clip(m.train, folder))
-    out = work / "workers.json"
+def read_epoch(manifest: Path, work: Path, name: str, *extra: str) -> tuple[dict, Finished]:
+    """bench/scale_workers.py in its own measured subprocess: its result, and its run."""
+    out = work / f"{name}.json"
     cmd = [
         PYTHON,
         str(ROOT / "bench" / "scale_workers.py"),
@@ -145,14 +147,47 @@ def workers(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None
         f"--cache-dir={work / 'cache-workers'}",
         "--workers=4",
         f"--out={out}",
+        *extra,
     ]
-    checked(run_in_project(cmd, work / "workers.log"), "bench/scale_workers.py")
-    result = json.loads(out.read_text())
+    run = checked(run_in_project(cmd, work / f"{name}.log"), "bench/scale_workers.py")
+    return json.loads(out.read_text()), run
+
+
+def workers(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]) -> dict:
+    folder = work / "clips"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = linked_manifest(m.train, plan.worker_rows, folder, clip=short_clip(m.train, folder))
+    result, _ = read_epoch(manifest, work, "workers")
     log(f"workers: {result['rows']} rows in {result['epoch_seconds']:.0f} s; the 4 workers add "
         f"{result['added_by_workers_mib']:.0f} MiB to the main process's "
         f"{result['main_pss_before_mib']:.0f} MiB PSS")  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+def shards(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]) -> dict:
+    """Peak memory of an epoch read from shards, at two corpus sizes."""
+    out = {}
+    for n in plan.shard_sizes:
+        folder = work / f"shards-{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = linked_manifest(m.train, n, folder, clip=short_clip(m.train, folder))
+        cmd = [PYTHON, "-m", "asr.data", "shard", f"--manifest={manifest}",
+               f"--out={folder / 'shards'}", "--shard-size=1000"]  # fmt: skip
+        checked(run_in_project(cmd, folder / "shard.log"), "python -m asr.data shard")
+        shutil.rmtree(folder / "audio")  # the shards hold the audio now
+        result, run = read_epoch(m.dev_tiny, folder, "read", f"--shards={folder / 'shards'}")
+        out[str(n)] = {
+            "utterances": result["rows"],
+            "batches": result["batches"],
+            "epoch_seconds": result["epoch_seconds"],
+            "main_peak_rss_mib": run.peak_rss_mib,
+            "tree_peak_pss_mib": run.peak_pss_mib,
+        }
+        log(f"shards: {n} clips read in {result['epoch_seconds']:.0f} s; main peak RSS "
+            f"{run.peak_rss_mib:.0f} MiB, tree peak PSS {run.peak_pss_mib:.0f} MiB")  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
 
 
 def decode(plan: ScalePlan, work: Path, log: Callable[[str], None]) -> dict:
@@ -178,6 +213,13 @@ def targets(result: dict) -> list[tuple[str, float | None, float, bool | None]]:
     if "workers" in result:
         frac = result["workers"]["added_fraction"]
         out.append(("4 workers after an epoch: PSS added / main's", frac, 0.10, frac <= 0.10))
+    if "shards" in result:
+        small, big = (result["shards"][str(n)]["main_peak_rss_mib"] for n in
+                      result["plan"]["shard_sizes"])  # fmt: skip
+        growth = big / small - 1
+        out.append((f"data=shards: peak RSS at {result['plan']['shard_sizes'][1]:,} clips over "
+                    f"{result['plan']['shard_sizes'][0]:,}, minus 1", growth, 0.10,
+                    abs(growth) <= 0.10))  # fmt: skip
     return out
 
 
@@ -187,6 +229,7 @@ def scale(mode: str, m: Manifests, work: Path, log: Callable[[str], None] = prin
     result: dict = {"plan": plan.__dict__}
     result["startup"] = startup(plan, m, work / "scale", log)
     result["workers"] = workers(plan, m, work / "scale", log)
+    result["shards"] = shards(plan, m, work / "scale", log)
     result["decode"] = decode(plan, work / "scale", log)
     result["targets"] = targets(result)
     result["minutes"] = (time.time() - started) / 60
@@ -213,9 +256,16 @@ def table(result: dict) -> list[str]:
         f"memory after its first batch: {first} MiB; grown during the epoch by {grown} MiB.",
         "",
     ]
+    lines += [
+        "| data=shards: clips | batches | epoch (s) | main peak RSS (MiB) | tree peak PSS (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, v in result["shards"].items():
+        lines.append(f"| {int(n):,} | {v['batches']} | {v['epoch_seconds']:.0f} | "
+                     f"{v['main_peak_rss_mib']:.0f} | {v['tree_peak_pss_mib']:.0f} |")  # fmt: skip
     from bench import decode_speed
 
-    lines += decode_speed.table(result["decode"])
+    lines += ["", *decode_speed.table(result["decode"])]
     lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
     for what, measured, limit, met in result["targets"]:
         shown = "n/a" if measured is None else f"{measured:.2f}"

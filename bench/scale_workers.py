@@ -1,6 +1,7 @@
 """One process: a whole epoch read by the training loader's workers, then everyone's memory.
 
 python bench/scale_workers.py --manifest M --cache-dir C --workers 4 --out result.json
+python bench/scale_workers.py --shards DIR --manifest M ...   # data=shards (M: its dev split)
 
 Run by `bench/scale.py` in its own subprocess, so that the memory is this loader's alone. The
 loader is the product's (`make_loader` over the utterance table, with SpecAugment), with the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ from asr.data.loader import (  # noqa: E402
     make_augment,
     make_loader,
     make_logmel,
+    make_stream_loader,
 )
 from asr.model import DeepSpeech2  # noqa: E402
 from asr.schema import AugmentConfig, DataConfig, ModelConfig  # noqa: E402
@@ -58,6 +61,7 @@ def worker_pids(loader_iter) -> list[int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True)
+    p.add_argument("--shards", help="read the training set from these shards (data=shards)")
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=16)
@@ -65,25 +69,36 @@ def main() -> None:
     a = p.parse_args()
 
     d = DataConfig(
-        corpus="manifest",
-        train_manifest=a.manifest,
+        corpus="shards" if a.shards else "manifest",
+        train_manifest=None if a.shards else a.manifest,
         dev_manifest=a.manifest,
+        shards_dir=a.shards,
         cache_dir=a.cache_dir,
         feature_cache_mb=0,
+        batch_size=a.batch_size,
     )
     logmel = make_logmel(d)
     frames = ctc_frames_fn(logmel, DeepSpeech2(ModelConfig()).output_lengths)
-    splits = load_splits(d, Vocabulary(), frames, log=lambda _: None)
+    vocab = Vocabulary()
+    splits = load_splits(d, vocab, frames, log=lambda _: None)
     table = splits.utts["train"]
-    loader, _ = make_loader(
-        table,
-        logmel,
-        batch_size=a.batch_size,
-        augment=make_augment(AugmentConfig()),
-        shuffle=True,
-        num_workers=a.workers,
-        output_frames=frames,
-    )
+    augment = make_augment(AugmentConfig())
+    if a.shards:
+        loader, epochs = make_stream_loader(
+            table, d, logmel, augment=augment, vocab=vocab, output_frames=frames, seed=0,
+            rank=0, world_size=1, num_workers=a.workers, pin_memory=False,
+        )  # fmt: skip
+        epochs.set_epoch(0)
+    else:
+        loader, _ = make_loader(
+            table,
+            logmel,
+            batch_size=a.batch_size,
+            augment=augment,
+            shuffle=True,
+            num_workers=a.workers,
+            output_frames=frames,
+        )
     main_before = memory_kib(os.getpid())
     started = time.perf_counter()
     it = iter(loader)
@@ -94,6 +109,7 @@ def main() -> None:
     # Persistent workers stay alive after the epoch: their memory as it is now.
     last = [memory_kib(pid) for pid in pids]
     main_after = memory_kib(os.getpid())
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tree_after = main_after["pss"] + sum(m["pss"] for m in last)
     result = {
         "rows": len(table),
@@ -101,6 +117,7 @@ def main() -> None:
         "batches": batches,
         "epoch_seconds": time.perf_counter() - started,
         "main_pss_before_mib": main_before["pss"] / 1024,
+        "main_peak_rss_mib": peak_rss_mib,
         "tree_pss_after_mib": tree_after / 1024,
         "added_by_workers_mib": (tree_after - main_before["pss"]) / 1024,
         "worker_uss_first_batch_mib": [m["uss"] / 1024 for m in first],

@@ -24,13 +24,16 @@ def test_n_feats_follows_n_mels():
 
 
 def test_every_group_option_composes(tmp_path):
-    for name in ("a.jsonl", "b.jsonl"):
+    for name in ("a.jsonl", "b.jsonl", "index.json"):
         (tmp_path / name).touch()
     for group in ("model", "data", "optim", "augment", "trainer", "logger"):
         for yaml in sorted((CONF / group).glob("*.yaml")):
             overrides = [f"{group}={yaml.stem}"]
             if yaml.stem == "manifest":
                 overrides += [f"data.train_manifest={tmp_path}/a.jsonl"]
+                overrides += [f"data.dev_manifest={tmp_path}/b.jsonl"]
+            if yaml.stem == "shards":
+                overrides += [f"data.shards_dir={tmp_path}"]
                 overrides += [f"data.dev_manifest={tmp_path}/b.jsonl"]
             if group == "data" and yaml.stem in RECIPES:
                 overrides += [f"data.root={tmp_path}"]

@@ -188,6 +188,10 @@ def test_a_run_on_shards_killed_with_sigkill_resumes_at_the_right_shard_and_offs
     assert_same_training(reference, run_dir, steps=MAX_STEPS)
     assert read_summary(run_dir)["status"] == "ok"
 
+    # Other workers would deal the shards otherwise: such a resume is refused, in one line.
+    other = run_script("train.py", [*args, "data.num_workers=1", "trainer.max_steps=16"], tmp_path)
+    assert other.returncode == 2 and "data.num_workers is 2 there and 1 now" in other.stderr
+
 
 @pytest.mark.slow
 def test_training_from_shards_reaches_the_dev_cer_of_training_from_the_manifest(tmp_path):

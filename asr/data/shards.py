@@ -40,6 +40,8 @@ from asr.data.table import Utterance
 from asr.features import LogMel, SpecAugment
 from asr.text import Vocabulary
 
+_say = functools.partial(print, flush=True)  # a worker's line, out before the worker ends
+
 
 class ShardError(ValueError):
     """A shard folder that cannot be read, or does not fit the run; the message names it."""
@@ -60,6 +62,7 @@ class ShardIndex:
         self.files = [s["file"] for s in self.meta["shards"]]
         self.counts = np.asarray([s["utterances"] for s in self.meta["shards"]], np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.edges: dict[int, np.ndarray] = {}  # num_buckets -> duration bounds (bucket_edges)
         if int(self.counts.sum()) != len(self.durations):
             raise ShardError(f"{self.folder}: index.json and durations.npy disagree")
 
@@ -103,12 +106,18 @@ def reader_shards(index: ShardIndex, spec: StreamSpec, epoch: int) -> list[np.nd
 
 def bucket_edges(index: ShardIndex, spec: StreamSpec) -> np.ndarray:
     """Duration bounds of equal-count buckets over the whole corpus (the same for all)."""
-    qs = np.linspace(0, 1, spec.num_buckets + 1)[1:-1]
-    return np.quantile(np.asarray(index.durations), qs) if len(index) else np.empty(0)
+    if spec.num_buckets not in index.edges:
+        qs = np.linspace(0, 1, spec.num_buckets + 1)[1:-1]
+        durations = np.asarray(index.durations)
+        index.edges[spec.num_buckets] = np.quantile(durations, qs) if len(index) else qs
+    return index.edges[spec.num_buckets]
 
 
 def plan_reader(index: ShardIndex, spec: StreamSpec, epoch: int, reader: int) -> Batches:
-    """Reader `reader`'s batches of `epoch` (utterance numbers), planned from the index."""
+    """Reader `reader`'s batches of `epoch` (utterance numbers), planned from the index.
+
+    Everything per utterance stays in arrays (positions in the reader's stream are what the
+    buffer and the buckets hold): the memory is a few bytes per utterance, not an object."""
     shards = reader_shards(index, spec, epoch)[reader]
     uids = np.concatenate(
         [np.arange(index.starts[s], index.starts[s] + index.counts[s]) for s in shards] or [[]]
@@ -117,34 +126,35 @@ def plan_reader(index: ShardIndex, spec: StreamSpec, epoch: int, reader: int) ->
     kept = durations <= spec.max_duration
     uids, durations = uids[kept], durations[kept]
     rng = np.random.default_rng([spec.seed, epoch, reader])
-    draws = rng.random(len(uids)).tolist()
-    bucket_of = np.searchsorted(bucket_edges(index, spec), durations, side="right").tolist()
-    seconds_of = dict(zip(uids.tolist(), durations.tolist(), strict=True))
-    where = dict(zip(uids.tolist(), bucket_of, strict=True))
+    draws = rng.random(len(uids))
+    bucket_of = np.searchsorted(bucket_edges(index, spec), durations, side="right")
     buckets: list[list[int]] = [[] for _ in range(spec.num_buckets)]
     filled = [0.0] * spec.num_buckets
-    order: list[int] = []
+    order = np.empty(len(uids), np.int64)  # the batches' positions, back to back
     sizes: list[int] = []
+    done = 0
 
     def emit(b: int) -> None:
-        order.extend(buckets[b])
+        nonlocal done
+        order[done : done + len(buckets[b])] = buckets[b]
+        done += len(buckets[b])
         sizes.append(len(buckets[b]))
         buckets[b], filled[b] = [], 0.0
 
-    def put(u: int) -> None:
-        b, d = where[u], seconds_of[u]
+    def put(p: int) -> None:
+        b, d = int(bucket_of[p]), float(durations[p])
         if spec.batch_seconds is not None and buckets[b] and filled[b] + d > spec.batch_seconds:
             emit(b)
-        buckets[b].append(u)
+        buckets[b].append(p)
         filled[b] += d
         if spec.batch_seconds is None and len(buckets[b]) == spec.batch_size:
             emit(b)
 
     buffer: list[int] = []
-    for u, draw in zip(uids.tolist(), draws, strict=True):
-        buffer.append(u)
+    for p in range(len(uids)):
+        buffer.append(p)
         if len(buffer) > spec.buffer:
-            j = int(draw * len(buffer))
+            j = int(draws[p] * len(buffer))
             buffer[j], buffer[-1] = buffer[-1], buffer[j]
             put(buffer.pop())
     for j in rng.permutation(len(buffer)).tolist():
@@ -152,7 +162,7 @@ def plan_reader(index: ShardIndex, spec: StreamSpec, epoch: int, reader: int) ->
     for b in range(spec.num_buckets):
         if buckets[b]:
             emit(b)
-    return Batches(np.asarray(order, np.int64), np.asarray(sizes, np.int64))
+    return Batches(uids[order], np.asarray(sizes, np.int64))
 
 
 def epoch_length(index: ShardIndex, spec: StreamSpec, epoch: int) -> int:
@@ -175,7 +185,7 @@ class ShardStream(IterableDataset):
         augment: SpecAugment | None,
         vocab: Vocabulary,
         output_frames: Callable[[float], int],
-        log: Callable[[str], None] = functools.partial(print, flush=True),  # from a worker
+        log: Callable[[str], None] = _say,
     ):
         self.index, self.spec, self.rank = index, spec, rank
         self.logmel, self.augment, self.vocab = logmel, augment, vocab
