@@ -173,7 +173,7 @@ def shards(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]
         folder.mkdir(parents=True, exist_ok=True)
         manifest = linked_manifest(m.train, n, folder, clip=short_clip(m.train, folder))
         cmd = [PYTHON, "-m", "asr.data", "shard", f"--manifest={manifest}",
-               f"--out={folder / 'shards'}", "--shard-size=1000"]  # fmt: skip
+               f"--out={folder / 'shards'}", f"--shard-size={max(n // 40, 10)}"]  # fmt: skip
         checked(run_in_project(cmd, folder / "shard.log"), "python -m asr.data shard")
         shutil.rmtree(folder / "audio")  # the shards hold the audio now
         result, run = read_epoch(m.dev_tiny, folder, "read", f"--shards={folder / 'shards'}")

@@ -222,3 +222,17 @@ def test_training_from_shards_reaches_the_dev_cer_of_training_from_the_manifest(
         best[name] = read_summary(run_dir)["best_dev_cer"]
     assert max(best.values()) < 0.7, f"both must learn: {best}"
     assert abs(best["shards"] - best["manifest"]) <= 0.08, best
+
+
+def test_fewer_shards_than_streams_is_refused_in_one_line(shards):
+    from asr.data.loader import make_stream_loader
+    from asr.schema import ConfigError
+
+    d = DataConfig(corpus="shards", shards_dir=str(shards), dev_manifest="unused")
+    n = len(ShardIndex(shards).files)
+    with pytest.raises(ConfigError, match=rf"holds {n} shards for {2 * n} streams"):
+        make_stream_loader(
+            ShardIndex(shards), d, make_logmel(d), augment=None, vocab=Vocabulary(),
+            output_frames=lambda s: 0, seed=0, rank=0, world_size=2, num_workers=n,
+            pin_memory=False,
+        )  # fmt: skip

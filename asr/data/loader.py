@@ -255,6 +255,12 @@ def make_stream_loader(
         world_size=world_size,
         streams=max(num_workers, 1),
     )
+    if len(index.files) < spec.readers:
+        raise ConfigError(
+            f"data.shards_dir holds {len(index.files)} shards for {spec.readers} streams "
+            f"({world_size} ranks x {spec.streams}): each stream reads its own shards; write "
+            "smaller shards (--shard-size) or use fewer data.num_workers"
+        )
     stream = ShardStream(
         index, spec, rank=rank, logmel=logmel, augment=augment, vocab=vocab,
         output_frames=output_frames,
