@@ -243,6 +243,13 @@ def test_listing_a_folder_finds_the_same_files_as_isfile(tmp_path, monkeypatch):
     paths += [f"{tmp_path}/d/../d/3.wav", f"{tmp_path}/gone/1.wav", "4.wav", "30.wav"]
     paths = paths * 2  # the second time round, every folder has been listed
     assert FileCheck()(paths) == [os.path.isfile(p) for p in paths]
+    monkeypatch.setattr(FileCheck, "KEEP_NAMES", 5)  # listings dropped, then stat instead
+    (tmp_path / "e").mkdir()
+    more = [str(tmp_path / "e" / f"{i}.wav") for i in range(12)]
+    for p in more[::2]:
+        Path(p).write_bytes(b"x")
+    mixed = (paths + more) * 2
+    assert FileCheck()(mixed) == [os.path.isfile(p) for p in mixed]
 
 
 def test_odd_rows_read_the_same_as_before(corpus_cache, tmp_path, monkeypatch):
@@ -271,3 +278,37 @@ def test_odd_rows_read_the_same_as_before(corpus_cache, tmp_path, monkeypatch):
     )
     assert tables == reference and len(tables[0]) == 4
     assert_same_report(ours, theirs)
+
+
+def test_a_manifest_read_in_parts_gives_the_table_of_one_reader(
+    corpus_cache, tmp_path, monkeypatch
+):
+    """Big manifests are read by several processes, a part each, joined in order: the same
+    rows, labels and drops (in the same order) as one reader. A file listed in two parts is
+    a duplicate only one reader sees in order: then the manifest is read whole instead."""
+    from asr.data import table_build
+
+    monkeypatch.setattr(table_build, "PARALLEL_ROWS", 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(4)), raising=False)
+    joined = []
+    join = table_build._join
+    monkeypatch.setattr(table_build, "_join", lambda parts, out: (joined.append(len(parts)),
+                                                                  join(parts, out)))  # fmt: skip
+    good = next(corpus_cache.glob("synth_es-*")) / "train.jsonl"
+    lines = good.read_bytes().splitlines(keepends=True)
+    for i, r in enumerate(json.loads(line) for line in lines):
+        lines[i] = (json.dumps({**r, "audio_filepath": str(good.parent / r["audio_filepath"])})
+                    + "\n").encode()  # fmt: skip
+    lines[5] = b'{"audio_filepath": "x.wav", "text": \xff}\n'  # not UTF-8
+    lines[17] = b"{not json\n"
+    lines[30] = lines[30].replace(b'"text": "', b'"text": "3 ')  # a digit: outside the alphabet
+    rules = TextRules(Vocabulary(), "es", 20.0)
+    frames = frames_of_default_model()
+    for name, body in (("parts", lines), ("shared", [*lines, lines[2]])):  # lines[2] again
+        manifest = tmp_path / f"{name}.jsonl"
+        manifest.write_bytes(b"".join(body))
+        tables, reference, ours, theirs = read_both([manifest], rules, tmp_path / name, frames)
+        assert tables == reference and len(tables[0]) > 30
+        assert_same_report(ours, theirs)
+        assert list(ours.counts)[:2] == list(theirs.counts)[:2]  # in the same order
+    assert joined == [4], "the first was joined from 4 parts; the second read whole"

@@ -17,11 +17,11 @@ A table is built once per (manifest bytes, its folder, text and filter settings)
     lines               int32, each row's line in its manifest
     meta.json           format, row count, and every line dropped while reading, in order
 
-The build runs the checks that depend only on the manifest (`non_utf8`, `bad_json`,
-`duplicate_path`, `chars_outside_alphabet`, `empty_text`, `too_long_duration`); `open_table`
-runs, on every open, the two that depend on more: `too_long_for_ctc` (the model's frame rate)
-and `missing_file` (the disk as it is now). Every drop is counted by kind, in manifest order,
-exactly as when the utterances were Python objects.
+The build (`asr.data.table_build`) runs the checks that depend only on the manifest
+(`non_utf8`, `bad_json`, `duplicate_path`, `chars_outside_alphabet`, `empty_text`,
+`too_long_duration`); `open_table` runs, on every open, the two that depend on more:
+`too_long_for_ctc` (the model's frame rate) and `missing_file` (the disk as it is now). Every
+drop is counted by kind, in manifest order, exactly as when the utterances were Python objects.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import functools
 import hashlib
 import json
 import mmap
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +38,18 @@ import numpy as np
 
 from asr.data.cache import build_once
 from asr.data.checks import ProblemReport
-from asr.data.manifest import BadLine, ManifestError, parse_line, utt_id_of
+from asr.data.manifest import ManifestError, utt_id_of
+from asr.data.table_build import (
+    CHUNK_ROWS,
+    STRING_COLUMNS,
+    TABLE_VERSION,
+    FileCheck,
+    TextRules,
+    build_table,
+)
 from asr.disk import space_for
-from asr.text import SPACE, Normalizer, Vocabulary
 
-TABLE_VERSION = "2"  # bump when the files or the checks change: tables rebuild
-CHUNK_ROWS = 1 << 16  # rows read between writes: bounds the build's memory
-STRING_COLUMNS = ("ids", "paths", "texts")
+__all__ = ["TextRules", "Utterance", "UtteranceTable", "open_table", "table_folder"]
 
 
 @dataclass(frozen=True)
@@ -61,19 +65,6 @@ class Utterance:
     duration: float
 
 
-@dataclass(frozen=True)
-class TextRules:
-    """What a table depends on besides its manifest: the alphabet, the language's text rules
-    and the longest duration kept."""
-
-    vocab: Vocabulary
-    language: str
-    max_duration: float
-
-    def key(self) -> str:
-        return json.dumps([self.vocab.symbols, self.language, repr(self.max_duration)])
-
-
 def table_folder(manifest: Path, rules: TextRules, cache_dir: Path) -> Path:
     """`<cache_dir>/tables/<manifest stem>-<hash>`: the hash covers the manifest's bytes, its
     folder (relative audio paths resolve against it) and the rules."""
@@ -82,145 +73,6 @@ def table_folder(manifest: Path, rules: TextRules, cache_dir: Path) -> Path:
         while block := f.read(1 << 20):
             h.update(block)
     return cache_dir / "tables" / f"{manifest.stem}-{h.hexdigest()[:16]}"
-
-
-def _append(path: Path, data: bytes | np.ndarray) -> None:
-    with open(path, "ab") as f:
-        f.write(data if isinstance(data, bytes) else data.tobytes())
-
-
-class _Offsets:
-    """A column's n+1 int64 offsets, written a chunk of lengths at a time."""
-
-    def __init__(self, path: Path):
-        self.path, self.end = path, 0
-        _append(path, np.zeros(1, np.int64))
-
-    def extend(self, lengths: np.ndarray) -> None:
-        ends = self.end + np.cumsum(lengths, dtype=np.int64)
-        _append(self.path, ends)
-        self.end = int(ends[-1]) if len(ends) else self.end
-
-
-class _LabelEncoder:
-    """Normalized texts -> labels, a chunk at a time: code points looked up in one array
-    operation instead of a dictionary per character."""
-
-    def __init__(self, vocab: Vocabulary):
-        chars = [" " if s == SPACE else s for s in vocab.symbols]
-        codes = np.array([ord(c) for c in chars], np.uint32)
-        self.order = np.argsort(codes)
-        self.codes = codes[self.order]
-        self.dtype = np.uint8 if len(chars) <= 256 else np.int32
-
-    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(labels back to back, each text's length)."""
-        points = np.frombuffer("".join(texts).encode("utf-32-le"), "<u4")
-        labels = self.order[np.searchsorted(self.codes, points)].astype(self.dtype)
-        return labels, np.fromiter(map(len, texts), np.int64, len(texts))
-
-
-def _min_frames(labels: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """`checks.min_ctc_frames` of each row at once: its labels, plus one blank between each
-    pair of equal neighbours."""
-    starts = np.cumsum(lengths) - lengths
-    repeat = np.zeros(len(labels), np.int64)
-    repeat[1:] = labels[1:] == labels[:-1]
-    repeat[starts] = 0  # a row's first label has no neighbour before it in the row
-    return (lengths + np.add.reduceat(repeat, starts)).astype(np.int32) if len(labels) else lengths
-
-
-class _Builder:
-    """Reads a manifest line by line into the columns, dropping (and recording) what the
-    manifest alone shows cannot train."""
-
-    def __init__(self, folder: Path, rules: TextRules):
-        folder.mkdir(parents=True)
-        self.folder, self.rules = folder, rules
-        self.normalize = Normalizer(rules.language, rules.vocab).split
-        self.encode = _LabelEncoder(rules.vocab)
-        self.offsets = {
-            name: _Offsets(folder / f"{name}.off") for name in (*STRING_COLUMNS, "labels")
-        }
-        self.rows = 0
-        self.entries = 0  # lines that are not blank
-        self.dropped: list[tuple[str, str, str]] = []  # (kind, utt_id, detail), in order
-        self.dropped_chars: dict[str, int] = {}
-        self.exists: list[bool] = []  # each row's audio file, as the disk is while building
-        self.check_files = FileCheck()
-
-    def read(self, manifest: Path) -> None:
-        seen: set[str] = set()
-        chunk: list[tuple[str, str, str, float, int]] = []
-        folder, max_duration = str(manifest.parent), self.rules.max_duration
-        with open(manifest, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    parsed = parse_line(raw, folder)
-                except BadLine as e:
-                    self.entries += 1
-                    detail = "" if e.kind == "non_utf8" else str(e)
-                    self.dropped.append((e.kind, f"{manifest.name}:{lineno}", detail))
-                    continue
-                if parsed is None:
-                    continue
-                self.entries += 1
-                explicit, audio, raw_text, duration = parsed
-                if audio in seen:
-                    utt_id = utt_id_of(explicit, audio)
-                    self.dropped.append(("duplicate_path", utt_id, f"line {lineno}"))
-                    continue
-                seen.add(audio)
-                text, dropped = self.normalize(raw_text)
-                if dropped:
-                    for c in dropped:
-                        self.dropped_chars[c] = self.dropped_chars.get(c, 0) + 1
-                    detail = "".join(sorted(set(dropped)))
-                    self.dropped.append(
-                        ("chars_outside_alphabet", utt_id_of(explicit, audio), detail)
-                    )
-                elif not text:
-                    self.dropped.append(("empty_text", utt_id_of(explicit, audio), ""))
-                elif duration > max_duration:
-                    self.dropped.append(("too_long_duration", utt_id_of(explicit, audio), ""))
-                else:
-                    chunk.append((explicit, audio, text, duration, lineno))
-                    if len(chunk) == CHUNK_ROWS:
-                        self._write(chunk)
-                        chunk = []
-        self._write(chunk)
-
-    def _write(self, chunk: list[tuple[str, str, str, float, int]]) -> None:
-        if not chunk:
-            return
-        ids, paths, texts, durations, lines = zip(*chunk, strict=True)
-        self.exists += self.check_files(paths)  # saves the open that follows a pass
-        for name, values in zip(STRING_COLUMNS, (ids, paths, texts), strict=True):
-            # surrogatepass: a JSON path may hold any code point; it comes back the same
-            encoded = [v.encode(errors="surrogatepass") for v in values]
-            _append(self.folder / f"{name}.bin", b"".join(encoded))
-            self.offsets[name].extend(np.fromiter(map(len, encoded), np.int64, len(encoded)))
-        labels, lengths = self.encode(list(texts))
-        _append(self.folder / "labels.bin", labels)
-        self.offsets["labels"].extend(lengths)
-        _append(self.folder / "durations.bin", np.asarray(durations, np.float64))
-        _append(self.folder / "min_frames.bin", _min_frames(labels, lengths).astype(np.int32))
-        _append(self.folder / "lines.bin", np.asarray(lines, np.int32))
-        self.rows += len(chunk)
-
-    def finish(self) -> None:
-        for name in ("labels", "durations", "min_frames", "lines", *STRING_COLUMNS):
-            _append(self.folder / f"{name}.bin", b"")  # present, if empty
-        meta = {
-            "version": TABLE_VERSION,
-            "rows": self.rows,
-            "entries": self.entries,
-            "label_dtype": np.dtype(self.encode.dtype).str,
-            "dropped": self.dropped,
-            "dropped_chars": self.dropped_chars,
-        }
-        text = json.dumps(meta, ensure_ascii=False)
-        (self.folder / "meta.json").write_text(text, encoding="utf-8")
 
 
 def _map(path: Path, dtype: str | type) -> np.ndarray:
@@ -330,41 +182,6 @@ class _Paths(Sequence[str]):
         return self.table.audio_path(i)
 
 
-class FileCheck:
-    """`os.path.isfile` for many paths: a folder met often is listed once (`os.scandir`)
-    instead of one `stat` per file, about 4 times faster on a corpus's folders of thousands.
-
-    The first LIST_AFTER files of a folder are checked one by one, so a folder holding one
-    utterance among many other files is never listed whole. `DirEntry.is_file` follows links
-    as `isfile` does; a folder that cannot be listed falls back to `isfile`.
-    """
-
-    LIST_AFTER = 8
-
-    def __init__(self) -> None:
-        self.asked: dict[str, int] = {}
-        self.listed: dict[str, frozenset[str] | None] = {}
-
-    def _listing(self, folder: str) -> frozenset[str] | None:
-        try:
-            with os.scandir(folder or ".") as entries:
-                return frozenset(e.name for e in entries if e.is_file())
-        except OSError:
-            return None
-
-    def __call__(self, paths: Sequence[str]) -> list[bool]:
-        found = []
-        for path in paths:
-            folder, _, name = path.rpartition("/")
-            names = self.listed.get(folder)
-            if names is None:
-                n = self.asked[folder] = self.asked.get(folder, 0) + 1
-                if n == self.LIST_AFTER and folder not in self.listed:
-                    names = self.listed[folder] = self._listing(folder)
-            found.append(name in names if names is not None else os.path.isfile(path))
-        return found
-
-
 def _existing(table: UtteranceTable, rows: np.ndarray) -> np.ndarray:
     """Which of `rows` have their audio file on disk now (bool, aligned with `rows`)."""
     data, offsets = table._strings["paths"]
@@ -405,10 +222,7 @@ def open_table(
     def build(tmp: Path) -> None:
         log(f"reading {manifest} into an utterance table ...")
         with space_for(tmp, manifest.stat().st_size):  # the columns take about as much
-            builder = _Builder(tmp, rules)
-            builder.read(manifest)
-            builder.finish()
-        exists_now.append(np.asarray(builder.exists, bool))
+            exists_now.append(build_table(manifest, tmp, rules))
 
     build_once(folder, build, log)
     table = UtteranceTable(folder)
