@@ -136,6 +136,15 @@ def cpu_section(res: dict) -> list[str]:
              f"seed's size costs {flops:.2f} GFLOP per second of audio.", ""]  # fmt: skip
     if rows:
         lines += table(("", "baseline", "product", "product / baseline", "target", ""), rows)
+    if sc := res.get("scale"):
+        from bench.scale import table as scale_table
+
+        lines += [
+            "The loader at scale (`--phases scale`, bench/scale.py):",
+            "",
+            *scale_table(sc),
+            "",
+        ]
     if lv := res.get("levers"):
         ref, rows = lv["product (all levers)"]["median"], []
         lines += [f"The product at the seed's size ({size(res['plan']['throughput_size'])}) "

@@ -50,9 +50,9 @@ SCALE_PLANS = {
 CLIP_SECONDS = 0.4  # the workers' clips: short, so that an epoch of many rows stays minutes
 
 
-def linked_manifest(source: Path, n: int, folder: Path, *, clip: Path | None = None) -> Path:
-    """A manifest of `n` rows, each a new hard link to one of `source`'s files (to `clip`, a
-    short cut, with each row's first word as its text, when given)."""
+def linked_manifest(source: Path, n: int, folder: Path, *, clips: list[Path] | None = None) -> Path:
+    """A manifest of `n` rows, each a new hard link to one of `source`'s files (to one of
+    `clips`, short cuts, with each row's first word as its text, when given)."""
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     audio = folder / "audio"
     audio.mkdir(parents=True, exist_ok=True)
@@ -63,24 +63,27 @@ def linked_manifest(source: Path, n: int, folder: Path, *, clip: Path | None = N
             sub = audio / f"{i // 10_000:04d}"
             if i % 10_000 == 0:
                 sub.mkdir(exist_ok=True)
-            target = clip or source.parent / r["audio_filepath"]
+            target = clips[i % len(clips)] if clips else source.parent / r["audio_filepath"]
             link = sub / f"{i:07d}{target.suffix}"
             if not link.exists():
                 os.link(target, link)
-            text = r["text"].split()[0] if clip else r["text"]
-            duration = CLIP_SECONDS if clip else r["duration"]
+            text = r["text"].split()[0] if clips else r["text"]
+            duration = CLIP_SECONDS if clips else r["duration"]
             f.write(json.dumps({"audio_filepath": str(link), "text": text, "duration": duration}))
             f.write("\n")
     return out
 
 
-def short_clip(source: Path, folder: Path) -> Path:
-    """The first CLIP_SECONDS of the corpus's first training file."""
-    first = json.loads(source.read_text().splitlines()[0])
-    wave, sr = sf.read(str(source.parent / first["audio_filepath"]), dtype="float32")
-    clip = folder / "clip.flac"
-    sf.write(clip, wave[: int(CLIP_SECONDS * sr)], sr)
-    return clip
+def short_clips(source: Path, folder: Path, count: int = 64) -> list[Path]:
+    """The first CLIP_SECONDS of the corpus's first `count` training files (several: a file
+    system allows a file only so many hard links, ext4 65,000)."""
+    rows = [json.loads(line) for line in source.read_text().splitlines()[:count]]
+    clips = []
+    for i, row in enumerate(rows):
+        wave, sr = sf.read(str(source.parent / row["audio_filepath"]), dtype="float32")
+        clips.append(folder / f"clip-{i}.flac")
+        sf.write(clips[-1], wave[: int(CLIP_SECONDS * sr)], sr)
+    return clips
 
 
 def checked(run: Finished, what: str) -> Finished:
@@ -156,7 +159,9 @@ def read_epoch(manifest: Path, work: Path, name: str, *extra: str) -> tuple[dict
 def workers(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]) -> dict:
     folder = work / "clips"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = linked_manifest(m.train, plan.worker_rows, folder, clip=short_clip(m.train, folder))
+    manifest = linked_manifest(
+        m.train, plan.worker_rows, folder, clips=short_clips(m.train, folder)
+    )
     result, _ = read_epoch(manifest, work, "workers")
     log(f"workers: {result['rows']} rows in {result['epoch_seconds']:.0f} s; the 4 workers add "
         f"{result['added_by_workers_mib']:.0f} MiB to the main process's "
@@ -171,7 +176,7 @@ def shards(plan: ScalePlan, m: Manifests, work: Path, log: Callable[[str], None]
     for n in plan.shard_sizes:
         folder = work / f"shards-{n}"
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = linked_manifest(m.train, n, folder, clip=short_clip(m.train, folder))
+        manifest = linked_manifest(m.train, n, folder, clips=short_clips(m.train, folder))
         cmd = [PYTHON, "-m", "asr.data", "shard", f"--manifest={manifest}",
                f"--out={folder / 'shards'}", f"--shard-size={max(n // 40, 10)}"]  # fmt: skip
         checked(run_in_project(cmd, folder / "shard.log"), "python -m asr.data shard")
@@ -250,8 +255,9 @@ def table(result: dict) -> list[str]:
     grown = ", ".join(f"{x:.1f}" for x in w["uss_growth_in_epoch_mib"])
     lines += [
         "",
-        f"4 workers, one epoch of {w['rows']:,} clips: the main process's PSS was "
-        f"{w['main_pss_before_mib']:.0f} MiB before the workers started; they add "
+        f"4 workers, one epoch of {w['rows']:,} clips: the main process (holding the seed-size "
+        f"model and its AdamW state) had a PSS of {w['main_pss_before_mib']:.0f} MiB before "
+        f"the workers started; they add "
         f"{w['added_by_workers_mib']:.0f} MiB ({w['added_fraction']:.0%}). Each worker's private "
         f"memory after its first batch: {first} MiB; grown during the epoch by {grown} MiB.",
         "",

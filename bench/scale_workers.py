@@ -12,8 +12,10 @@ Memory comes from /proc/<pid>/smaps_rollup:
 - USS (private pages), what a worker holds that no other process does: what it copied from the
   main process, and what it allocated itself.
 
-The main process's PSS is read before the workers start, and the tree's PSS after the epoch;
-their difference is what the workers add. Each worker's USS is read after its first batch and
+The main process first builds the seed-size model and its AdamW state, as train.py's has when
+its workers start (they are forked at the first batch, after the model). Its PSS is read
+before the workers start, and the tree's PSS after the epoch; their difference is what the
+workers add. Each worker's USS is read after its first batch and
 again after the epoch: the growth between the two is what reading its share of rows cost.
 """
 
@@ -29,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
 
 from asr.data.loader import (  # noqa: E402
     ctc_frames_fn,
@@ -99,6 +103,11 @@ def main() -> None:
             num_workers=a.workers,
             output_frames=frames,
         )
+    model = DeepSpeech2(ModelConfig())  # the seed's size, as the trainer holds it
+    optimizer = torch.optim.AdamW(model.parameters())
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # AdamW's moments exist from the first step on
     main_before = memory_kib(os.getpid())
     started = time.perf_counter()
     it = iter(loader)
@@ -118,6 +127,7 @@ def main() -> None:
         "epoch_seconds": time.perf_counter() - started,
         "main_pss_before_mib": main_before["pss"] / 1024,
         "main_peak_rss_mib": peak_rss_mib,
+        "main_pss_after_mib": main_after["pss"] / 1024,
         "tree_pss_after_mib": tree_after / 1024,
         "added_by_workers_mib": (tree_after - main_before["pss"]) / 1024,
         "worker_uss_first_batch_mib": [m["uss"] / 1024 for m in first],
