@@ -40,8 +40,8 @@ from asr.data.loader import (  # noqa: E402
     make_augment,
     make_loader,
     make_logmel,
-    make_stream_loader,
 )
+from asr.data.shards import make_stream_loader  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
 from asr.schema import AugmentConfig, DataConfig, ModelConfig  # noqa: E402
 from asr.text import Vocabulary  # noqa: E402

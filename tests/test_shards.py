@@ -16,15 +16,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from asr.data.loader import _worker_context, _worker_init, ctc_frames_fn, make_logmel
-from asr.data.shards import (
-    ShardEpochs,
-    ShardIndex,
-    ShardStream,
-    StreamSpec,
-    plan_reader,
-    reader_shards,
-)
+from asr.data.loader import ctc_frames_fn, make_logmel
+from asr.data.shard_plan import ShardIndex, StreamSpec, plan_reader, reader_shards
+from asr.data.shards import ShardEpochs, ShardStream
+from asr.data.workers import init_worker, worker_context
 from asr.model import DeepSpeech2
 from asr.schema import DataConfig, ModelConfig
 from asr.text import Vocabulary
@@ -107,8 +102,8 @@ def stream_ids(shards: Path, *, start: int, workers: int, epoch: int = 0) -> lis
     ShardEpochs(stream).set_epoch(epoch, start)
     loader = DataLoader(
         stream, batch_size=None, num_workers=workers,
-        worker_init_fn=_worker_init if workers else None,
-        multiprocessing_context=_worker_context() if workers else None,
+        worker_init_fn=init_worker if workers else None,
+        multiprocessing_context=worker_context() if workers else None,
     )  # fmt: skip
     return [[u.utt_id for u in batch.utts] for batch in loader]
 
@@ -225,7 +220,7 @@ def test_training_from_shards_reaches_the_dev_cer_of_training_from_the_manifest(
 
 
 def test_fewer_shards_than_streams_is_refused_in_one_line(shards):
-    from asr.data.loader import make_stream_loader
+    from asr.data.shards import make_stream_loader
     from asr.schema import ConfigError
 
     d = DataConfig(corpus="shards", shards_dir=str(shards), dev_manifest="unused")

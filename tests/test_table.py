@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from asr.data.checks import ProblemReport
-from asr.data.loader import _worker_context, _worker_init, ctc_frames_fn, make_logmel
+from asr.data.loader import ctc_frames_fn, make_logmel
 from asr.data.table import TextRules, UtteranceTable, open_table
+from asr.data.workers import init_worker, worker_context
 from asr.model import DeepSpeech2
 from asr.schema import DataConfig, ModelConfig
 from asr.text import Vocabulary, normalize
@@ -171,8 +172,8 @@ def worker_growth_mib(utts) -> float:
         RowReader(utts, blocks=8),
         batch_size=None,
         num_workers=1,
-        worker_init_fn=_worker_init,
-        multiprocessing_context=_worker_context(),
+        worker_init_fn=init_worker,
+        multiprocessing_context=worker_context(),
     )
     seen = list(loader)
     return (max(seen) - seen[0]) / 1024

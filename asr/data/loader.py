@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import gc
-import multiprocessing
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from asr.augment import WaveAugment, make_wave_augment
-from asr.cluster import ignore_stop_signals
 from asr.data.checks import ProblemReport
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import BucketBatchSampler, Collate, FeatureCache, SpeechDataset
-from asr.data.shards import ShardEpochs, ShardIndex, ShardStream, StreamSpec
+from asr.data.shard_plan import ShardIndex
+from asr.data.shards import make_stream_loader
 from asr.data.table import TextRules, Utterance, UtteranceTable, open_table
+from asr.data.workers import worker_options
 from asr.features import LogMel, SpecAugment
 from asr.schema import AugmentConfig, ConfigError, DataConfig
 from asr.text import Vocabulary
@@ -124,43 +119,6 @@ def default_num_workers(wanted: int | None, device: torch.device) -> int:
     return 1 if device.type == "cuda" else 0
 
 
-def _worker_init(_: int) -> None:
-    # What the worker inherited from the main process stays out of its garbage collector: a
-    # collection writes to every object it visits, which would copy each page of the parent's
-    # heap into the worker (what `gc.freeze` is for; moving the generations is O(1)).
-    gc.freeze()
-    # Feature extraction is light; one thread per worker keeps the cores for the model, and a
-    # lower priority lets it use the time the model's threads leave idle (between the GRU's
-    # small steps) without preempting them: each preemption stalls the model's other thread.
-    torch.set_num_threads(1)
-    os.nice(10)
-    # Schedulers (Slurm's scancel, preemption, its warning) and Ctrl-C signal every process of
-    # the job. The main process saves and stops on them, and needs its workers until then: a
-    # worker killed by the signal would fail the run instead. Workers still stop when the main
-    # process does (DataLoader shuts them down, or they notice it is gone).
-    ignore_stop_signals()
-
-
-@atexit.register
-def _stop_persistent_workers() -> None:
-    """Stop live DataLoader workers the DataLoader's way when the process exits.
-
-    Persistent workers are still alive at exit whenever a loader is (a module-level one, or one
-    held by a traceback). multiprocessing's own exit handler stops daemonic children with
-    SIGTERM, which these workers ignore (`_worker_init`), and would then wait for them forever.
-    Handlers run last-registered-first, so this one runs before multiprocessing's.
-    """
-    for obj in gc.get_objects():
-        if type(obj) is _MultiProcessingDataLoaderIter:
-            obj._shutdown_workers()
-
-
-def _worker_context() -> multiprocessing.context.BaseContext | None:
-    # Inside a joblib (loky) sweep worker the default context is loky's own, which cannot start
-    # DataLoader workers; ask for Linux's usual fork explicitly.
-    return multiprocessing.get_context("fork") if sys.platform == "linux" else None
-
-
 def make_loader(
     utts: Sequence[Utterance],
     logmel: LogMel,
@@ -219,64 +177,8 @@ def _loader(
         dataset,
         batch_sampler=batch_sampler,
         collate_fn=Collate(dataset.utts),
-        num_workers=num_workers,
-        worker_init_fn=_worker_init if num_workers > 0 else None,
-        multiprocessing_context=_worker_context() if num_workers > 0 else None,
-        prefetch_factor=4 if num_workers > 0 else None,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(dataset.seed),
+        **worker_options(num_workers, pin_memory=pin_memory, seed=dataset.seed),
     )
-
-
-def make_stream_loader(
-    index: ShardIndex,
-    d: DataConfig,
-    logmel: LogMel,
-    *,
-    augment: SpecAugment | None,
-    vocab: Vocabulary,
-    output_frames: Callable[[float], int],
-    seed: int,
-    rank: int,
-    world_size: int,
-    num_workers: int,
-    pin_memory: bool,
-) -> tuple[DataLoader, ShardEpochs]:
-    """data=shards: this rank's training batches, streamed from its shards (each worker one
-    stream of `asr.data.shards`, collating its own batches)."""
-    spec = StreamSpec(
-        seed=seed,
-        batch_size=d.batch_size,
-        batch_seconds=d.batch_seconds,
-        buffer=d.shuffle_buffer,
-        num_buckets=d.num_buckets,
-        max_duration=d.max_duration,
-        world_size=world_size,
-        streams=max(num_workers, 1),
-    )
-    if len(index.files) < spec.readers:
-        raise ConfigError(
-            f"data.shards_dir holds {len(index.files)} shards for {spec.readers} streams "
-            f"({world_size} ranks x {spec.streams}): each stream reads its own shards; write "
-            "smaller shards (--shard-size) or use fewer data.num_workers"
-        )
-    stream = ShardStream(
-        index, spec, rank=rank, logmel=logmel, augment=augment, vocab=vocab,
-        output_frames=output_frames,
-    )  # fmt: skip
-    loader = DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=num_workers,
-        worker_init_fn=_worker_init if num_workers > 0 else None,
-        multiprocessing_context=_worker_context() if num_workers > 0 else None,
-        prefetch_factor=4 if num_workers > 0 else None,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(seed),  # not the global RNG (see make_loader)
-    )
-    return loader, ShardEpochs(stream)
 
 
 def shard_batches(loader: DataLoader, rank: int, world_size: int) -> DataLoader:

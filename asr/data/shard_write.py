@@ -35,7 +35,7 @@ import numpy as np
 
 from asr.data.checks import ProblemReport
 from asr.data.manifest import ManifestError
-from asr.data.shards import ShardError
+from asr.data.shard_plan import ShardError
 from asr.data.table import TextRules, UtteranceTable, open_table
 from asr.disk import DiskFullError, space_for
 
