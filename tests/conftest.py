@@ -79,7 +79,18 @@ def slurm_cluster(tmp_path_factory):
     cluster.stop()
 
 
+# The longest test files (measured with --durations, 2026-12-06), longest first.
+LONGEST_FIRST = ("test_slurm.py", "test_ddp.py", "test_shards.py", "test_sweep.py",
+                 "test_augment.py", "test_faults.py", "test_bench.py", "test_bench_scale.py",
+                 "test_disk_full.py")  # fmt: skip
+
+
 def pytest_collection_modifyitems(items):
-    """The Slurm tests first: their file takes the longest, and with `make test`'s two
-    processes a long file started last would leave the other process idle at the end."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_slurm.py"))
+    """The longest files first: with `make test`'s two processes (a file each at a time) a
+    long file started last would leave the other process idle at the end."""
+
+    def rank(item) -> int:
+        name = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

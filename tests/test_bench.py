@@ -66,20 +66,9 @@ def run_smoke(script: str, tmp_path: Path, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_bench_smoke_runs_every_phase_and_writes_results(tmp_path: Path):
-    results = run_smoke("run.py", tmp_path, "--phases=throughput,race,rtf,scale")
+    results = run_smoke("run.py", tmp_path)
     for phase in ("throughput", "race", "rtf"):
         assert results[phase]["baseline"] and results[phase]["product"], phase
-    scale = results["scale"]  # the loader at scale: start-up, workers, shards, decode paths
-    sizes = scale["plan"]["sizes"]
-    assert set(scale["startup"]) == {f"{n} {s}" for n in sizes for s in ("built", "cached")}
-    assert scale["workers"]["rows"] == scale["plan"]["worker_rows"]
-    assert len(scale["workers"]["worker_uss_after_epoch_mib"]) == 4
-    assert [v["utterances"] for v in scale["shards"].values()] == scale["plan"]["shard_sizes"]
-    assert {(p["format"], p["source_rate"]) for p in scale["decode"]["paths"]} == {
-        (f, r) for f in ("wav", "flac", "mp3", "opus") for r in (16000, 48000)
-    }
-    assert all("error" not in p and p["workers_for_anchor"] >= 1 for p in scale["decode"]["paths"])
-    assert len(scale["targets"]) == 6
     assert results["throughput"]["baseline"]["windows"]  # timed windows after the warm-up
     assert results["rtf"]["product int8"]["cer"] is not None
     assert {t["name"] for t in results["targets"]} >= {"training throughput, seed size"}
