@@ -10,6 +10,7 @@ durations measured from the files and absolute audio paths; other fields are kep
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -18,11 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from asr.data.audio import AudioError
-from asr.data.checks import ProblemReport, load_checked
+from asr.data.checks import ProblemReport, ctc_frames, load_checked
 from asr.data.manifest import ManifestError
 from asr.data.table import TextRules, Utterance, open_table
 from asr.model import conv_output_lengths
@@ -39,11 +39,11 @@ class CtcFrames:
 
     def __call__(self, seconds):
         """Seconds -> frames; an array of durations -> an array of frame counts."""
-        s = np.asarray(seconds, dtype=np.float64)
-        samples = np.rint(np.atleast_1d(s) * self.sample_rate).astype(np.int64)
-        feat_frames = samples // self.hop_length + 1  # center=True
-        out = conv_output_lengths(torch.from_numpy(feat_frames), stride=self.stride).numpy()
-        return int(out[0]) if s.ndim == 0 else out
+        lengths = functools.partial(conv_output_lengths, stride=self.stride)
+        return ctc_frames(
+            seconds, sample_rate=self.sample_rate, hop_length=self.hop_length,
+            output_lengths=lengths,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

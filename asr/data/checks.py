@@ -18,6 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from asr.data.audio import Audio, AudioError, read_audio
@@ -126,6 +127,16 @@ class ProblemReport:
             chars = ", ".join(f"{c!r}: {n}" for c, n in self.dropped_chars.most_common(20))
             lines.append(f"  characters outside the alphabet: {chars}")
         return lines
+
+
+def ctc_frames(seconds, *, sample_rate: int, hop_length: int, output_lengths: Callable):
+    """Seconds of audio -> the CTC frames a model emits for them, without loading any audio:
+    the log-mel's frames (center=True framing), then the model's `output_lengths`. An array of
+    durations (a whole table's) gives an array of frame counts."""
+    s = np.asarray(seconds, dtype=np.float64)
+    samples = np.rint(np.atleast_1d(s) * sample_rate).astype(np.int64)
+    out = output_lengths(torch.from_numpy(samples // hop_length + 1)).numpy()
+    return int(out[0]) if s.ndim == 0 else out
 
 
 def ctc_feasible(labels: tuple[int, ...], frames: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.augment import WaveAugment, make_wave_augment
-from asr.data.checks import ProblemReport
+from asr.data.checks import ProblemReport, ctc_frames
 from asr.data.corpus import resolve_manifests
 from asr.data.dataset import BucketBatchSampler, Collate, FeatureCache, SpeechDataset
 from asr.data.shard_plan import ShardIndex
@@ -50,15 +51,13 @@ def make_augment(a: AugmentConfig) -> SpecAugment | None:
 
 def ctc_frames_fn(logmel: LogMel, output_lengths: Callable[[torch.Tensor], torch.Tensor]):
     """duration (s) -> CTC frames the model emits for it, computed without loading audio; an
-    array of durations (a whole table's) -> an array of frame counts."""
-
-    def frames(duration):
-        seconds = np.asarray(duration, dtype=np.float64)
-        samples = np.rint(np.atleast_1d(seconds) * logmel.sample_rate).astype(np.int64)
-        out = output_lengths(logmel.num_frames(torch.from_numpy(samples))).numpy()
-        return int(out[0]) if seconds.ndim == 0 else out
-
-    return frames
+    array of durations (a whole table's) -> an array of frame counts (`checks.ctc_frames`)."""
+    return functools.partial(
+        ctc_frames,
+        sample_rate=logmel.sample_rate,
+        hop_length=logmel.hop_length,
+        output_lengths=output_lengths,
+    )
 
 
 @dataclass

@@ -179,6 +179,7 @@ class ShardEpochs:
 
     def __init__(self, stream: ShardStream):
         self.stream = stream
+        self.start = 0  # batches of the epoch already trained on
         self._lengths: dict[int, int] = {}
 
     def length(self, epoch: int) -> int:
@@ -194,7 +195,7 @@ class ShardEpochs:
         return range(self.stream.spec.streams * self.length(epoch))
 
     def __len__(self) -> int:
-        return len(self.batches(self.stream.epoch)) - getattr(self, "start", 0)
+        return len(self.batches(self.stream.epoch)) - self.start
 
 
 def make_stream_loader(
